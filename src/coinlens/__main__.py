@@ -1,0 +1,3 @@
+from coinlens.cli.app import main
+
+main()

@@ -1,0 +1,198 @@
+"""The catalogue's tables (DESIGN.md, "Data model"). Change them only with a new migration."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SPECIMEN_STATUSES = ("catalogued", "backlog", "in_review")
+SIDES = ("obverse", "reverse", "both", "unknown")
+DECISIONS = ("auto_accept", "review", "possible_new_type")
+JOB_STATES = ("running", "done", "failed", "interrupted")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _enum_check(column: str, values: tuple[str, ...]) -> CheckConstraint:
+    allowed = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({allowed})", name=f"{column}_allowed")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        datetime: DateTime(timezone=True),
+    }
+
+
+class CoinType(Base):
+    """A catalogue entry such as "RRC 273/1" or, for modern coins, "2e"."""
+
+    __tablename__ = "coin_type"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(255), unique=True)
+    uri: Mapped[str | None] = mapped_column(String(1024))
+    authority: Mapped[str | None] = mapped_column(String(255))
+    mint: Mapped[str | None] = mapped_column(String(255))
+    denomination: Mapped[str | None] = mapped_column(String(255))
+    date_from: Mapped[int | None] = mapped_column(Integer)
+    date_to: Mapped[int | None] = mapped_column(Integer)
+    material: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    specimens: Mapped[list[Specimen]] = relationship(back_populates="coin_type")
+
+
+class Specimen(Base):
+    """One physical coin, with what the museum knows about it."""
+
+    __tablename__ = "specimen"
+    __table_args__ = (_enum_check("status", SPECIMEN_STATUSES),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    accession: Mapped[str] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    type_id: Mapped[int | None] = mapped_column(ForeignKey("coin_type.id"), index=True)
+    weight_g: Mapped[float | None] = mapped_column(Float)
+    diameter_mm: Mapped[float | None] = mapped_column(Float)
+    die_axis: Mapped[int | None] = mapped_column(Integer)
+    notes: Mapped[str | None] = mapped_column(Text)
+    batch: Mapped[str | None] = mapped_column(String(255), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    coin_type: Mapped[CoinType | None] = relationship(back_populates="specimens")
+    images: Mapped[list[Image]] = relationship(
+        back_populates="specimen", cascade="all, delete-orphan", order_by="Image.id"
+    )
+
+
+class Image(Base):
+    """One photograph of a specimen (a side, both sides, or unknown), stored by content hash."""
+
+    __tablename__ = "image"
+    __table_args__ = (
+        _enum_check("side", SIDES),
+        UniqueConstraint("specimen_id", "side", "sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    specimen_id: Mapped[int] = mapped_column(
+        ForeignKey("specimen.id", ondelete="CASCADE"), index=True
+    )
+    side: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    thumbnail_key: Mapped[str | None] = mapped_column(String(512))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    format: Mapped[str | None] = mapped_column(String(16))
+    source: Mapped[str | None] = mapped_column(Text)
+    crop: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    specimen: Mapped[Specimen] = relationship(back_populates="images")
+
+
+class ModelVersion(Base):
+    """A trained (or pretrained) model and what it was trained on."""
+
+    __tablename__ = "model_version"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    backbone: Mapped[str] = mapped_column(String(255))
+    training_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    artefacts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Suggestion(Base):
+    """A ranked type suggestion for a specimen from one model version."""
+
+    __tablename__ = "suggestion"
+    __table_args__ = (
+        _enum_check("decision", DECISIONS),
+        UniqueConstraint("specimen_id", "model_version_id", "rank"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    specimen_id: Mapped[int] = mapped_column(
+        ForeignKey("specimen.id", ondelete="CASCADE"), index=True
+    )
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"), index=True)
+    rank: Mapped[int] = mapped_column(Integer)
+    type_id: Mapped[int | None] = mapped_column(ForeignKey("coin_type.id"))
+    score: Mapped[float] = mapped_column(Float)
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    decision: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Review(Base):
+    """One reviewer action on a specimen: the audit trail."""
+
+    __tablename__ = "review"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    specimen_id: Mapped[int] = mapped_column(
+        ForeignKey("specimen.id", ondelete="CASCADE"), index=True
+    )
+    reviewer: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))
+    from_type_id: Mapped[int | None] = mapped_column(ForeignKey("coin_type.id"))
+    to_type_id: Mapped[int | None] = mapped_column(ForeignKey("coin_type.id"))
+    comment: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """A batch run with progress counters, so an interrupted run can be resumed and audited."""
+
+    __tablename__ = "job"
+    __table_args__ = (
+        _enum_check("state", JOB_STATES),
+        Index("ix_job_kind_target", "kind", "target"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="running")
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()

@@ -1,0 +1,34 @@
+"""Read-only questions about the catalogue that several commands ask."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from coinlens.catalog.models import SPECIMEN_STATUSES, CoinType, Image, ModelVersion, Specimen
+
+
+def catalog_counts(session: Session) -> dict[str, Any]:
+    """Counts in the shape of ``coinlens status --json`` (DESIGN.md)."""
+    by_status = dict(
+        session.execute(select(Specimen.status, func.count()).group_by(Specimen.status)).all()
+    )
+    return {
+        "types": session.scalar(select(func.count()).select_from(CoinType)) or 0,
+        "specimens": {status: by_status.get(status, 0) for status in SPECIMEN_STATUSES},
+        "images": session.scalar(select(func.count()).select_from(Image)) or 0,
+        "models": session.scalar(select(func.count()).select_from(ModelVersion)) or 0,
+    }
+
+
+def specimens_per_type(session: Session) -> list[tuple[str, int]]:
+    """(type reference, catalogued specimens) for every type, most specimens first."""
+    rows = session.execute(
+        select(CoinType.reference, func.count(Specimen.id))
+        .outerjoin(Specimen, Specimen.type_id == CoinType.id)
+        .group_by(CoinType.reference)
+        .order_by(func.count(Specimen.id).desc(), CoinType.reference)
+    ).all()
+    return [(reference, count) for reference, count in rows]

@@ -1,0 +1,321 @@
+"""The ``coinlens`` command: each command is a thin shell over the layers below.
+
+Exit codes (DESIGN.md): 0 success, 1 the command failed, 2 bad usage or bad input that stopped it.
+Errors are one line on stderr naming the file or value and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from coinlens import __version__
+from coinlens.catalog import CatalogError, Home, catalog_counts, specimens_per_type
+from coinlens.config import SettingsError
+from coinlens.ingest import (
+    IngestError,
+    IngestReport,
+    Outcome,
+    ingest_items,
+    read_manifest,
+    scan_folder,
+)
+from coinlens.storage import StoreError
+
+app = typer.Typer(
+    name="coinlens",
+    help="Catalogue museum coin collections from photographs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--home",
+        envvar="COINLENS_HOME",
+        help="Folder for settings, SQLite catalogue and local store [default: ./coinlens-data].",
+        show_default=False,
+    ),
+]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Stop the command: one line on stderr naming what is wrong, then exit with ``code``."""
+    _print_error(message)
+    raise typer.Exit(code)
+
+
+def _open_home(home: Path | None) -> Home:
+    try:
+        return Home.open(home)
+    except (SettingsError, CatalogError, StoreError) as exc:
+        fail(str(exc), 2 if isinstance(exc, SettingsError) else 1)
+
+
+def _print_error(message: str) -> None:
+    err.print(f"coinlens: error: {message}", markup=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"coinlens {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Catalogue museum coin collections from photographs."""
+
+
+@app.command()
+def init(home: HomeOption = None) -> None:
+    """Create a coinlens home: settings file, catalogue database and object store."""
+    try:
+        opened = Home.init(home)
+    except (SettingsError, CatalogError, StoreError) as exc:
+        fail(str(exc))
+    with opened:
+        out.print(f"coinlens home ready at {opened.settings.home}")
+        out.print(f"  catalogue: {opened.catalog.engine.url.render_as_string(hide_password=True)}")
+        out.print(f"  store:     {opened.store.url}")
+
+
+@app.command()
+def status(
+    home: HomeOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+) -> None:
+    """Counts of types, specimens by status, images and model versions."""
+    with _open_home(home) as opened, opened.catalog.reader() as session:
+        counts = catalog_counts(session)
+        per_type = specimens_per_type(session) if not as_json else []
+    if as_json:
+        print(json.dumps(counts))
+        return
+    _print_status(counts, per_type)
+
+
+def _print_status(counts: dict[str, Any], per_type: list[tuple[str, int]]) -> None:
+    table = Table(title="coinlens catalogue", show_header=False)
+    table.add_row("types", str(counts["types"]))
+    for name, value in counts["specimens"].items():
+        table.add_row(f"specimens {name}", str(value))
+    table.add_row("images", str(counts["images"]))
+    table.add_row("model versions", str(counts["models"]))
+    out.print(table)
+    if per_type:
+        types = Table(title="catalogued specimens per type")
+        types.add_column("type")
+        types.add_column("specimens", justify="right")
+        for reference, count in per_type:
+            types.add_row(reference, str(count))
+        out.print(types)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} img/s"),
+        TextColumn("[red]{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def run_ingest(
+    opened: Home,
+    path: Path,
+    *,
+    manifest: Path | None = None,
+    status: str | None = None,
+    batch: str | None = None,
+) -> IngestReport:
+    """Scan ``path`` (or read ``manifest``) and ingest it, with a progress bar and errors."""
+    if manifest is not None:
+        scan = read_manifest(manifest, status=status, batch=batch)
+        target = str(manifest.resolve())
+    else:
+        scan = scan_folder(path, status=status, batch=batch)
+        target = str(path.resolve())
+    for problem in scan.problems:
+        _print_error(str(problem))
+    progress = _progress()
+    task = progress.add_task("ingest", total=len(scan.items), rate="-", failed=0)
+    failed = 0
+
+    def on_outcome(outcome: Outcome) -> None:
+        nonlocal failed
+        if outcome.status == "failed":
+            failed += 1
+            progress.console.print(
+                f"coinlens: error: {outcome.item.origin}: {outcome.message}",
+                markup=False,
+                highlight=False,
+            )
+        elapsed = progress.tasks[task].elapsed or 0.0
+        done = progress.tasks[task].completed + 1
+        rate = f"{done / elapsed:.1f}" if elapsed > 0 else "-"
+        progress.update(task, advance=1, rate=rate, failed=failed)
+
+    with progress:
+        report = ingest_items(
+            scan.items,
+            opened.catalog,
+            opened.store,
+            opened.settings,
+            target=target,
+            problems=scan.problems,
+            ignored=len(scan.ignored),
+            on_outcome=on_outcome,
+        )
+    for note in report.notes[:20]:
+        err.print(f"coinlens: note: {note}", markup=False)
+    if len(report.notes) > 20:
+        err.print(f"coinlens: note: ... and {len(report.notes) - 20} more notes", markup=False)
+    return report
+
+
+def _print_ingest_summary(report: IngestReport, source: str) -> None:
+    table = Table(title=f"ingest summary: {source}", show_header=False)
+    rows = [
+        ("images found", report.found),
+        ("ingested", report.ingested),
+        ("already in the catalogue (skipped)", report.already_present),
+        ("failed (see errors above)", report.failed),
+        ("manifest rows skipped (see errors above)", report.rows_skipped),
+        ("non-image files ignored", report.ignored_files),
+        ("same picture as another specimen (stored once)", report.shared_content),
+        ("new types", report.new_types),
+        ("new specimens", report.new_specimens),
+    ]
+    for label, value in rows:
+        table.add_row(label, str(value))
+    table.add_row("time", f"{report.seconds:.1f} s ({report.images_per_second:.1f} images/s)")
+    out.print(table)
+    if report.found and not report.ingested and report.already_present == report.found:
+        out.print("nothing new: every image is already in the catalogue")
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="Folder of images (folders are type labels).")],
+    home: HomeOption = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option("--manifest", help="CSV manifest; image paths are relative to the CSV."),
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            help="catalogued or backlog [default: catalogued where a type label is known].",
+            show_default=False,
+        ),
+    ] = None,
+    batch: Annotated[
+        str | None,
+        typer.Option("--batch", help="Batch name for the review queue [default: folder name]."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Ingest photos and catalogue data from a folder tree or a CSV manifest."""
+    if status not in (None, "catalogued", "backlog"):
+        fail(f"--status {status!r} must be catalogued or backlog", 2)
+    if manifest is None and path.suffix.lower() == ".csv" and path.is_file():
+        manifest = path
+    with _open_home(home) as opened:
+        try:
+            report = run_ingest(opened, path, manifest=manifest, status=status, batch=batch)
+        except IngestError as exc:
+            fail(str(exc), 2)
+        except KeyboardInterrupt:
+            err.print("coinlens: interrupted; what was ingested is kept, re-run to finish")
+            raise typer.Exit(130) from None
+    if as_json:
+        print(json.dumps(report.as_dict()))
+    else:
+        _print_ingest_summary(report, str(manifest or path))
+    if report.found == 0 and not report.problems:
+        fail(f"{manifest or path}: no images found", 2)
+    if report.ingested == 0 and report.already_present == 0:
+        fail(f"{manifest or path}: nothing could be ingested ({len(report.problems)} problems)", 2)
+
+
+def _find_sample() -> Path | None:
+    """The bundled euro-coins sample: next to a source checkout, or where COINLENS_SAMPLE says."""
+    candidates = [os.environ.get("COINLENS_SAMPLE")]
+    here = Path(__file__).resolve()
+    candidates += [str(parent / "examples" / "euro-coins") for parent in here.parents]
+    candidates.append(str(Path.cwd() / "examples" / "euro-coins"))
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "references").is_dir():
+            return Path(candidate)
+    return None
+
+
+@app.command()
+def demo(
+    home: HomeOption = None,
+    sample: Annotated[
+        Path | None,
+        typer.Option("--sample", help="Sample folder [default: the bundled examples/euro-coins]."),
+    ] = None,
+) -> None:
+    """Ingest the bundled euro-coins sample and show what the catalogue holds."""
+    sample = sample or _find_sample()
+    if sample is None or not (sample / "references").is_dir():
+        fail("the bundled sample (examples/euro-coins) was not found; pass --sample DIR", 2)
+    try:
+        opened = Home.init(home)
+    except (SettingsError, CatalogError, StoreError) as exc:
+        fail(str(exc))
+    with opened:
+        out.rule("coinlens demo")
+        out.print(f"sample: {sample}\nhome:   {opened.settings.home}")
+        steps = [
+            ("references (catalogued, labelled by folder)", sample / "references", None),
+            ("backlog (photos awaiting attribution)", sample / "backlog", "backlog"),
+            ("trays (many coins per photo)", sample / "trays", "backlog"),
+        ]
+        for title, folder, status in steps:
+            if not folder.is_dir():
+                continue
+            out.rule(title)
+            report = run_ingest(opened, folder, status=status)
+            _print_ingest_summary(report, str(folder))
+        with opened.catalog.reader() as session:
+            counts = catalog_counts(session)
+            per_type = specimens_per_type(session)
+        out.rule("catalogue")
+        _print_status(counts, per_type)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,121 @@
+"""Settings resolution.
+
+Precedence, lowest first: built-in defaults, ``HOME/coinlens.toml``, ``COINLENS_*`` environment
+variables, explicit keyword overrides (what the CLI passes). The home folder itself comes from
+``--home``, ``COINLENS_HOME`` or ``./coinlens-data``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_HOME = "coinlens-data"
+SETTINGS_FILE = "coinlens.toml"
+ENV_PREFIX = "COINLENS_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used (names the source and the value)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with the defaults of a laptop install.
+
+    ``database_url`` and ``store_url`` default to a SQLite file and a folder inside ``home``.
+    """
+
+    home: Path
+    database_url: str = ""
+    store_url: str = ""
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    max_image_pixels: int = 100_000_000
+    max_file_bytes: int = 200 * 1024 * 1024
+    thumbnail_size: int = 256
+    ingest_workers: int = 4
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        home = Path(self.home).expanduser().resolve()
+        object.__setattr__(self, "home", home)
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{home / 'coinlens.db'}")
+        if not self.store_url:
+            object.__setattr__(self, "store_url", (home / "store").as_uri())
+
+    @property
+    def settings_file(self) -> Path:
+        return self.home / SETTINGS_FILE
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name not in {"home", "extra"}}
+
+
+def _coerce(name: str, raw: Any, source: str) -> Any:
+    """Convert a raw TOML or env value to the type of the field ``name``."""
+    default = _FIELDS[name].default
+    if isinstance(default, int) and not isinstance(default, bool):
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{source}: {name} must be a whole number, got {raw!r}") from None
+        if value <= 0:
+            raise SettingsError(f"{source}: {name} must be positive, got {raw!r}")
+        return value
+    if raw is None or raw == "":
+        return None if default is None else ""
+    return str(raw)
+
+
+def load_settings(home: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Resolve settings for ``home`` (or ``COINLENS_HOME`` or ``./coinlens-data``).
+
+    Unknown keys in the TOML file are kept in ``extra`` so later features can read them without a
+    schema change here; unknown ``COINLENS_*`` variables are ignored.
+    """
+    home_path = Path(home or os.environ.get(f"{ENV_PREFIX}HOME") or DEFAULT_HOME)
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+
+    toml_path = home_path.expanduser() / SETTINGS_FILE
+    if toml_path.is_file():
+        try:
+            data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"{toml_path}: not valid TOML ({exc})") from None
+        section = data.get("coinlens", data)
+        for key, raw in section.items():
+            if key in _FIELDS:
+                values[key] = _coerce(key, raw, str(toml_path))
+            elif not isinstance(raw, dict):
+                extra[key] = raw
+
+    for key in _FIELDS:
+        env_name = f"{ENV_PREFIX}{key.upper()}"
+        if env_name in os.environ:
+            values[key] = _coerce(key, os.environ[env_name], env_name)
+
+    # The standard AWS variables work as well, so existing deployments need no new names.
+    aws = {
+        "s3_endpoint_url": "AWS_ENDPOINT_URL",
+        "s3_region": "AWS_DEFAULT_REGION",
+        "s3_access_key_id": "AWS_ACCESS_KEY_ID",
+        "s3_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    }
+    for key, env_name in aws.items():
+        if values.get(key) is None and os.environ.get(env_name):
+            values[key] = os.environ[env_name]
+
+    for key, raw in overrides.items():
+        if raw is not None:
+            values[key] = _coerce(key, raw, f"--{key.replace('_', '-')}")
+
+    return Settings(home=home_path, extra=extra, **values)

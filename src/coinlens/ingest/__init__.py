@@ -1,0 +1,25 @@
+"""Ingest: folders and CSV manifests into the object store and the catalogue, idempotently."""
+
+from coinlens.ingest.runner import IngestReport, Outcome, ingest_items
+from coinlens.ingest.sources import (
+    IMAGE_SUFFIXES,
+    IngestError,
+    IngestItem,
+    Problem,
+    ScanResult,
+    read_manifest,
+    scan_folder,
+)
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "IngestError",
+    "IngestItem",
+    "IngestReport",
+    "Outcome",
+    "Problem",
+    "ScanResult",
+    "ingest_items",
+    "read_manifest",
+    "scan_folder",
+]

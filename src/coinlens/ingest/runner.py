@@ -1,0 +1,362 @@
+"""Putting ingest items into the object store and the catalogue, safely and idempotently.
+
+For each item, in this order: read and hash the file, decode and validate it, store the original
+and a thumbnail under content-addressed keys, then record type, specimen and image in one database
+transaction. A crash between the store and the database leaves only an unreferenced blob that the
+re-run reuses; a crash never leaves a row pointing at nothing. Decoding and storing run in a thread
+pool; database writes happen in order on the calling thread.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from coinlens.catalog import Catalog, CoinType, Image, Job, Specimen
+from coinlens.catalog.models import utcnow
+from coinlens.config import Settings
+from coinlens.ingest.sources import IngestItem, Problem
+from coinlens.storage import ObjectStore, StoreError, content_key, sha256_hex
+from coinlens.vision import ImageLoadError, load_image, make_thumbnail
+
+CHUNK = 128
+
+OUTCOMES = ("ingested", "already_present", "failed")
+
+
+@dataclass
+class Outcome:
+    """What happened to one item; ``message`` explains a failure or a note worth reading."""
+
+    item: IngestItem
+    status: str
+    message: str | None = None
+    image_id: int | None = None
+
+
+@dataclass
+class _Prepared:
+    sha256: str
+    key: str
+    thumbnail_key: str
+    width: int
+    height: int
+    format: str
+
+
+@dataclass
+class IngestReport:
+    """Counts for the summary table and the exit code."""
+
+    found: int = 0
+    ingested: int = 0
+    already_present: int = 0
+    failed: int = 0
+    rows_skipped: int = 0
+    ignored_files: int = 0
+    shared_content: int = 0
+    new_types: int = 0
+    new_specimens: int = 0
+    seconds: float = 0.0
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)
+    job_id: int | None = None
+    interrupted: bool = False
+
+    @property
+    def images_per_second(self) -> float:
+        return self.ingested / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "found": self.found,
+            "ingested": self.ingested,
+            "already_present": self.already_present,
+            "failed": self.failed,
+            "rows_skipped": self.rows_skipped,
+            "ignored_files": self.ignored_files,
+            "shared_content": self.shared_content,
+            "new_types": self.new_types,
+            "new_specimens": self.new_specimens,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 2),
+            "job_id": self.job_id,
+            "interrupted": self.interrupted,
+        }
+
+
+def _read(item: IngestItem, max_bytes: int) -> bytes:
+    try:
+        size = item.path.stat().st_size
+        if size > max_bytes:
+            raise ImageLoadError(f"file too large ({size:,} bytes; limit {max_bytes:,})")
+        return item.path.read_bytes()
+    except FileNotFoundError:
+        raise ImageLoadError("file not found (removed or a broken link)") from None
+    except PermissionError:
+        raise ImageLoadError("permission denied (cannot read the file)") from None
+    except IsADirectoryError:
+        raise ImageLoadError("is a folder, not a file") from None
+    except OSError as exc:
+        raise ImageLoadError(f"cannot read file ({exc.strerror or exc})") from None
+
+
+def _prepare(
+    item: IngestItem, known: set[str], store: ObjectStore, settings: Settings
+) -> _Prepared | Outcome:
+    """Everything that needs no database: read, hash, decode, thumbnail, store."""
+    try:
+        data = _read(item, settings.max_file_bytes)
+        digest = sha256_hex(data)
+        if digest in known:
+            return Outcome(item, "already_present")
+        loaded = load_image(data, max_pixels=settings.max_image_pixels)
+        key = content_key("images", digest, loaded.suffix)
+        thumbnail_key = content_key("thumbnails", digest, ".jpg")
+        if not store.exists(key):
+            store.put(key, data)
+        if not store.exists(thumbnail_key):
+            store.put(thumbnail_key, make_thumbnail(loaded.rgb, settings.thumbnail_size))
+    except ImageLoadError as exc:
+        return Outcome(item, "failed", str(exc))
+    except StoreError as exc:
+        return Outcome(item, "failed", f"cannot store: {exc}")
+    return _Prepared(digest, key, thumbnail_key, loaded.width, loaded.height, loaded.format)
+
+
+def _known_images(session: Session, items: Sequence[IngestItem]) -> dict[tuple[str, str], set[str]]:
+    """sha256s already catalogued for each (accession, side) among ``items``."""
+    keys = {(item.accession, item.side) for item in items}
+    accessions = sorted({accession for accession, _ in keys})
+    known: dict[tuple[str, str], set[str]] = {}
+    rows = session.execute(
+        select(Specimen.accession, Image.side, Image.sha256)
+        .join(Image, Image.specimen_id == Specimen.id)
+        .where(Specimen.accession.in_(accessions))
+    ).all()
+    for accession, side, digest in rows:
+        known.setdefault((accession, side), set()).add(digest)
+    return known
+
+
+def _notes_json(notes: dict[str, Any]) -> str | None:
+    return json.dumps(notes, ensure_ascii=False, sort_keys=True) if notes else None
+
+
+def _merge_type(session: Session, item: IngestItem, report: IngestReport) -> CoinType | None:
+    if not item.type_reference:
+        return None
+    coin_type = session.scalar(select(CoinType).where(CoinType.reference == item.type_reference))
+    if coin_type is None:
+        coin_type = CoinType(reference=item.type_reference, **item.type_fields)
+        session.add(coin_type)
+        session.flush()
+        report.new_types += 1
+        return coin_type
+    for name, value in item.type_fields.items():
+        if getattr(coin_type, name) is None:
+            setattr(coin_type, name, value)
+    return coin_type
+
+
+def _merge_specimen(
+    session: Session, item: IngestItem, coin_type: CoinType | None, report: IngestReport
+) -> Specimen:
+    specimen = session.scalar(select(Specimen).where(Specimen.accession == item.accession))
+    if specimen is None:
+        specimen = Specimen(
+            accession=item.accession,
+            status=item.status,
+            type_id=coin_type.id if coin_type else None,
+            notes=_notes_json(item.notes),
+            batch=item.batch,
+            **item.specimen_fields,
+        )
+        session.add(specimen)
+        session.flush()
+        report.new_specimens += 1
+        return specimen
+    if coin_type is not None and specimen.type_id not in (None, coin_type.id):
+        current = session.get(CoinType, specimen.type_id)
+        raise ValueError(
+            f"accession {item.accession!r} is already type "
+            f"{current.reference if current else specimen.type_id!r}, not {coin_type.reference!r}"
+        )
+    if coin_type is not None and specimen.type_id is None and specimen.status == "backlog":
+        specimen.type_id, specimen.status = coin_type.id, "catalogued"
+    for name, value in item.specimen_fields.items():
+        current_value = getattr(specimen, name)
+        if current_value is None:
+            setattr(specimen, name, value)
+        elif current_value != value:
+            report.notes.append(
+                Problem(
+                    item.origin,
+                    f"{name} {value} differs from {current_value} recorded for "
+                    f"{item.accession!r}; kept {current_value}",
+                )
+            )
+    if item.notes:
+        merged = json.loads(specimen.notes) if specimen.notes else {}
+        for name, value in item.notes.items():
+            merged.setdefault(name, value)
+        specimen.notes = _notes_json(merged)
+    return specimen
+
+
+def _record(
+    catalog: Catalog, item: IngestItem, prepared: _Prepared, report: IngestReport
+) -> Outcome:
+    """One transaction: type, specimen, image. Either all of it is written or none."""
+    for attempt in range(2):
+        try:
+            with catalog.session() as session:
+                coin_type = _merge_type(session, item, report)
+                specimen = _merge_specimen(session, item, coin_type, report)
+                shared = session.scalar(
+                    select(Specimen.accession)
+                    .join(Image, Image.specimen_id == Specimen.id)
+                    .where(Image.sha256 == prepared.sha256, Specimen.id != specimen.id)
+                    .limit(1)
+                )
+                image = Image(
+                    specimen_id=specimen.id,
+                    side=item.side,
+                    key=prepared.key,
+                    sha256=prepared.sha256,
+                    thumbnail_key=prepared.thumbnail_key,
+                    width=prepared.width,
+                    height=prepared.height,
+                    format=prepared.format,
+                    source=str(item.path),
+                )
+                session.add(image)
+                session.flush()
+                image_id = image.id
+            if shared:
+                report.shared_content += 1
+                report.notes.append(
+                    Problem(item.origin, f"same picture as {shared!r} (stored once)")
+                )
+            return Outcome(item, "ingested", image_id=image_id)
+        except IntegrityError:
+            # Another writer created the same type/specimen/image between our read and write:
+            # the retry sees it and merges into it.
+            if attempt == 1:
+                return Outcome(item, "already_present")
+        except ValueError as exc:
+            return Outcome(item, "failed", str(exc))
+    raise AssertionError("unreachable")
+
+
+def _start_job(catalog: Catalog, target: str, params: dict[str, Any], total: int) -> int:
+    with catalog.session() as session:
+        stale = session.scalars(
+            select(Job).where(Job.kind == "ingest", Job.target == target, Job.state == "running")
+        ).all()
+        for job in stale:  # killed before it could say so
+            job.state, job.message = "interrupted", "process ended without finishing"
+        job = Job(kind="ingest", target=target, params=params, total=total)
+        session.add(job)
+        session.flush()
+        return job.id
+
+
+def _update_job(catalog: Catalog, job_id: int, report: IngestReport, state: str | None) -> None:
+    with catalog.session() as session:
+        job = session.get(Job, job_id)
+        job.done = report.ingested
+        job.skipped = report.already_present
+        job.failed = report.failed
+        if state:
+            job.state = state
+            job.finished_at = utcnow()
+            job.message = json.dumps(report.as_dict())
+
+
+def ingest_items(
+    items: Sequence[IngestItem],
+    catalog: Catalog,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    target: str,
+    problems: Iterable[Problem] = (),
+    ignored: int = 0,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> IngestReport:
+    """Ingest ``items``; return the report. Safe to re-run: what is already there is skipped.
+
+    ``problems`` are the source's own (bad manifest rows); they are counted, not retried.
+    ``on_outcome`` is called on the calling thread after each item (progress bars, messages).
+    """
+    report = IngestReport(found=len(items), ignored_files=ignored)
+    report.problems.extend(problems)
+    report.rows_skipped = len(report.problems)
+    started = time.perf_counter()
+    store.ensure_ready()
+    report.job_id = _start_job(catalog, target, {"items": len(items)}, len(items))
+    state = "failed"
+    last_update = time.monotonic()
+
+    def finish(outcome: Outcome) -> None:
+        nonlocal last_update
+        if outcome.status == "ingested":
+            report.ingested += 1
+        elif outcome.status == "already_present":
+            report.already_present += 1
+        else:
+            report.failed += 1
+            report.problems.append(Problem(outcome.item.origin, outcome.message or "failed"))
+        if on_outcome:
+            on_outcome(outcome)
+        if time.monotonic() - last_update > 2.0:
+            _update_job(catalog, report.job_id, report, None)
+            last_update = time.monotonic()
+
+    workers = max(1, settings.ingest_workers)
+    pending: deque[tuple[IngestItem, Future]] = deque()
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
+            for start in range(0, len(items), CHUNK):
+                chunk = items[start : start + CHUNK]
+                with catalog.reader() as session:
+                    known = _known_images(session, chunk)
+                for item in chunk:
+                    digests = known.get((item.accession, item.side), set())
+                    pending.append((item, pool.submit(_prepare, item, digests, store, settings)))
+                    while len(pending) > workers * 4:
+                        _drain_one(pending, catalog, report, finish)
+            while pending:
+                _drain_one(pending, catalog, report, finish)
+        state = "done"
+    except KeyboardInterrupt:
+        report.interrupted = True
+        state = "interrupted"
+        for _, future in pending:
+            future.cancel()
+        raise
+    finally:
+        report.seconds = time.perf_counter() - started
+        _update_job(catalog, report.job_id, report, state)
+    return report
+
+
+def _drain_one(
+    pending: deque[tuple[IngestItem, Future]],
+    catalog: Catalog,
+    report: IngestReport,
+    finish: Callable[[Outcome], None],
+) -> None:
+    item, future = pending.popleft()
+    result = future.result()
+    finish(result if isinstance(result, Outcome) else _record(catalog, item, result, report))

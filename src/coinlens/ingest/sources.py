@@ -1,0 +1,287 @@
+"""Where ingest items come from: a folder tree whose folders are labels, or a CSV manifest.
+
+Each source turns its input into :class:`IngestItem` records plus the problems it found on the
+way (a bad manifest row, a missing file); nothing is written here.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coinlens.catalog import SIDES
+
+IMAGE_SUFFIXES = {
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".png",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".heic",
+    ".heif",
+    ".bmp",
+    ".gif",
+}
+IGNORED_NAMES = {"Thumbs.db", "desktop.ini", "manifest.csv", "LICENSE", "NOTICE.txt", "README.md"}
+
+REQUIRED_COLUMNS = ("image", "accession", "side")
+TYPE_COLUMNS = (
+    "type_uri",
+    "authority",
+    "mint",
+    "denomination",
+    "date_from",
+    "date_to",
+    "material",
+)
+SPECIMEN_COLUMNS = ("weight_g", "diameter_mm", "die_axis")
+KNOWN_COLUMNS = {*REQUIRED_COLUMNS, "type_reference", *TYPE_COLUMNS, *SPECIMEN_COLUMNS}
+
+
+class IngestError(ValueError):
+    """The whole input is unusable (missing folder, manifest without a required column)."""
+
+
+@dataclass
+class IngestItem:
+    """One image to ingest and everything known about the coin it shows."""
+
+    path: Path
+    origin: str  # where to point the user in messages: a path or "manifest.csv line 7"
+    accession: str
+    side: str = "unknown"
+    status: str = "backlog"
+    type_reference: str | None = None
+    type_fields: dict[str, Any] = field(default_factory=dict)
+    specimen_fields: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
+    batch: str | None = None
+
+
+@dataclass
+class Problem:
+    """Something wrong with one input (a file or a row), reported and counted, never fatal."""
+
+    origin: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.origin}: {self.message}"
+
+
+@dataclass
+class ScanResult:
+    items: list[IngestItem]
+    problems: list[Problem]
+    ignored: list[Path]
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name in IGNORED_NAMES
+
+
+def scan_folder(root: Path, *, status: str | None = None, batch: str | None = None) -> ScanResult:
+    """Items for every image file below ``root``.
+
+    The label of an image is its parent folder's path relative to ``root`` ("2e", "han/wuzhu");
+    images directly in ``root`` have none and become backlog specimens, as does everything when
+    ``status`` is "backlog" (the folder label is then kept in the notes, so the backlog can still
+    be scored against it). The accession is ``root``'s name plus the path below it, which is stable
+    across re-runs and machines.
+    """
+    if not root.exists():
+        raise IngestError(f"{root}: no such file or folder")
+    if not root.is_dir():
+        raise IngestError(f"{root}: not a folder (give a folder of images, or --manifest FILE.csv)")
+    items: list[IngestItem] = []
+    problems: list[Problem] = []
+    ignored: list[Path] = []
+    root = root.resolve()
+
+    def on_error(exc: OSError) -> None:
+        problems.append(Problem(exc.filename or str(root), f"cannot list folder ({exc.strerror})"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if _is_hidden(name):
+                continue
+            path = Path(dirpath) / name
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                ignored.append(path)
+                continue
+            relative = path.relative_to(root)
+            label = relative.parent.as_posix()
+            label = None if label == "." else label
+            item = IngestItem(
+                path=path,
+                origin=str(path),
+                accession=f"{root.name}/{relative.as_posix()}",
+                batch=batch or root.name,
+            )
+            if label and status != "backlog":
+                item.status = "catalogued"
+                item.type_reference = label
+            else:
+                item.status = "backlog"
+                if label:
+                    item.notes["folder_label"] = label
+            items.append(item)
+    return ScanResult(items, problems, ignored)
+
+
+def _number(column: str, raw: str, *, low: float, high: float, unit: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(
+            f"{column} {raw!r} is not a number in {unit} (digits with a '.' decimal point)"
+        ) from None
+    if not math.isfinite(value) or not low < value <= high:
+        raise ValueError(f"{column} {raw!r} is out of range (expected {low:g} to {high:g} {unit})")
+    return value
+
+
+def _whole(column: str, raw: str, *, low: int, high: int, meaning: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{column} {raw!r} is not a whole number ({meaning})") from None
+    if not low <= value <= high:
+        raise ValueError(f"{column} {raw!r} is out of range ({meaning})")
+    return value
+
+
+def _parse_row(row: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validated (type fields, specimen fields) of one manifest row; ValueError names the column."""
+    type_fields: dict[str, Any] = {}
+    specimen_fields: dict[str, Any] = {}
+    for column in ("type_uri", "authority", "mint", "denomination", "material"):
+        if row.get(column):
+            type_fields["uri" if column == "type_uri" else column] = row[column]
+    for column in ("date_from", "date_to"):
+        if row.get(column):
+            type_fields[column] = _whole(
+                column, row[column], low=-5000, high=3000, meaning="a year, negative for BC"
+            )
+    dates = (type_fields.get("date_from"), type_fields.get("date_to"))
+    if None not in dates and dates[0] > dates[1]:
+        raise ValueError(f"date_from {dates[0]} is after date_to {dates[1]}")
+    if row.get("weight_g"):
+        specimen_fields["weight_g"] = _number(
+            "weight_g", row["weight_g"], low=0, high=5000, unit="grams"
+        )
+    if row.get("diameter_mm"):
+        specimen_fields["diameter_mm"] = _number(
+            "diameter_mm", row["diameter_mm"], low=0, high=500, unit="millimetres"
+        )
+    if row.get("die_axis"):
+        specimen_fields["die_axis"] = _whole(
+            "die_axis", row["die_axis"], low=0, high=12, meaning="clock hours 0 to 12"
+        )
+    return type_fields, specimen_fields
+
+
+def _open_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Header and (line number, row) pairs; the delimiter (, ; tab) is sniffed from the header."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise IngestError(f"{path}: manifest not found") from None
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot read manifest ({exc.strerror})") from None
+    first_line = text.splitlines()[0] if text.strip() else ""
+    if not first_line:
+        raise IngestError(f"{path}: manifest is empty")
+    delimiter = max(",;\t", key=first_line.count)
+    reader = csv.reader(text.splitlines(), delimiter=delimiter)
+    header = [column.strip().lower() for column in next(reader)]
+    rows = []
+    for values in reader:
+        if not any(value.strip() for value in values):
+            continue
+        row = {
+            column: (values[i].strip() if i < len(values) else "")
+            for i, column in enumerate(header)
+        }
+        rows.append((reader.line_num, row))
+    return header, rows
+
+
+def read_manifest(
+    manifest: Path, *, status: str | None = None, batch: str | None = None
+) -> ScanResult:
+    """Items for every row of a CSV manifest exported from a collection-management system.
+
+    Rows sharing an accession are the sides of one specimen. Columns we do not know are kept in the
+    specimen's notes. A row with a bad value is reported with its line number and skipped; a
+    missing required column stops everything with :class:`IngestError`.
+    """
+    header, rows = _open_csv(manifest)
+    missing = [column for column in REQUIRED_COLUMNS if column not in header]
+    if missing:
+        raise IngestError(
+            f"{manifest}: missing required column(s) {', '.join(missing)} "
+            f"(found: {', '.join(header) or 'none'})"
+        )
+    base = manifest.resolve().parent
+    items: list[IngestItem] = []
+    problems: list[Problem] = []
+    for line, row in rows:
+        origin = f"{manifest.name} line {line}"
+        try:
+            if not row["image"]:
+                raise ValueError("image is empty")
+            if not row["accession"]:
+                raise ValueError("accession is empty")
+            side = (row["side"] or "unknown").lower()
+            if side not in SIDES:
+                raise ValueError(f"side {row['side']!r} is not one of {', '.join(SIDES)}")
+            image_path = Path(row["image"])
+            if image_path.is_absolute() or ".." in image_path.parts:
+                raise ValueError(f"image {row['image']!r} must be a path inside the CSV's folder")
+            path = base / image_path
+            if not path.is_file():
+                raise ValueError(f"image file {row['image']!r} not found")
+            type_fields, specimen_fields = _parse_row(row)
+        except ValueError as exc:
+            problems.append(Problem(origin, f"{exc}; row skipped"))
+            continue
+        reference = row.get("type_reference") or None
+        if status == "backlog" or (status is None and not reference):
+            item_status = "backlog"
+        else:
+            item_status = "catalogued"
+        if item_status == "catalogued" and not reference:
+            problems.append(
+                Problem(origin, "--status catalogued needs a type_reference; row skipped")
+            )
+            continue
+        notes = {
+            column: value for column, value in row.items() if column not in KNOWN_COLUMNS and value
+        }
+        if item_status == "backlog" and reference:
+            notes["type_reference"] = reference
+        items.append(
+            IngestItem(
+                path=path,
+                origin=f"{origin} ({row['image']})",
+                accession=row["accession"],
+                side=side,
+                status=item_status,
+                type_reference=reference if item_status == "catalogued" else None,
+                type_fields=type_fields if item_status == "catalogued" else {},
+                specimen_fields=specimen_fields,
+                notes=notes,
+                batch=batch or manifest.stem,
+            )
+        )
+    return ScanResult(items, problems, [])

@@ -1,0 +1,51 @@
+"""Object storage chosen by URL: ``file:///path`` (a folder) or ``s3://bucket/prefix``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from coinlens.config import Settings
+from coinlens.storage.base import (
+    KeyNotFound,
+    ObjectStore,
+    StoreError,
+    check_key,
+    content_key,
+    sha256_hex,
+)
+from coinlens.storage.local import LocalStore
+from coinlens.storage.s3 import S3Store
+
+__all__ = [
+    "KeyNotFound",
+    "LocalStore",
+    "ObjectStore",
+    "S3Store",
+    "StoreError",
+    "check_key",
+    "content_key",
+    "open_store",
+    "sha256_hex",
+]
+
+
+def open_store(url: str, settings: Settings | None = None) -> ObjectStore:
+    """Open the store at ``url``; S3 endpoint and credentials come from ``settings``."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return LocalStore(Path(unquote(parsed.path)))
+    if parsed.scheme == "" and url:
+        return LocalStore(Path(url))
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise StoreError(f"store URL {url!r} names no bucket (expected s3://bucket/prefix)")
+        return S3Store(
+            parsed.netloc,
+            parsed.path,
+            endpoint_url=settings.s3_endpoint_url if settings else None,
+            region=settings.s3_region if settings else None,
+            access_key_id=settings.s3_access_key_id if settings else None,
+            secret_access_key=settings.s3_secret_access_key if settings else None,
+        )
+    raise StoreError(f"store URL {url!r} is not supported (use file:///path or s3://bucket/prefix)")
