@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import socket
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ def make_image(
     image = Image.fromarray(coin_picture(size, seed))
     if mode == "I;16":
         grey = np.asarray(image.convert("L"), dtype=np.uint16) * 257
-        image = Image.fromarray(grey, mode="I;16")
+        image = Image.fromarray(grey)
     elif mode != "RGB":
         image = image.convert(mode)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,3 +62,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A valid greyscale PNG of zeros: ~1 MB of file that would decode to width*height pixels."""
+    compressor = zlib.compressobj(9)
+    row = bytes(width + 1)  # filter byte + pixels
+    body = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data).to_bytes(4, "big")
+        return len(data).to_bytes(4, "big") + kind + data + crc
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunks

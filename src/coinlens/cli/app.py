@@ -254,6 +254,8 @@ def ingest(
             report = run_ingest(opened, path, manifest=manifest, status=status, batch=batch)
         except IngestError as exc:
             fail(str(exc), 2)
+        except (StoreError, CatalogError) as exc:
+            fail(str(exc), 1)
         except KeyboardInterrupt:
             err.print("coinlens: interrupted; what was ingested is kept, re-run to finish")
             raise typer.Exit(130) from None

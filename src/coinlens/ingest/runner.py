@@ -122,10 +122,10 @@ def _prepare(
         loaded = load_image(data, max_pixels=settings.max_image_pixels)
         key = content_key("images", digest, loaded.suffix)
         thumbnail_key = content_key("thumbnails", digest, ".jpg")
-        if not store.exists(key):
-            store.put(key, data)
-        if not store.exists(thumbnail_key):
-            store.put(thumbnail_key, make_thumbnail(loaded.rgb, settings.thumbnail_size))
+        # Content-addressed: rewriting a key writes the same bytes, so no existence check (which
+        # would double the requests to an S3 store for every new image).
+        store.put(key, data)
+        store.put(thumbnail_key, make_thumbnail(loaded.rgb, settings.thumbnail_size))
     except ImageLoadError as exc:
         return Outcome(item, "failed", str(exc))
     except StoreError as exc:
@@ -327,23 +327,26 @@ def ingest_items(
     pending: deque[tuple[IngestItem, Future]] = deque()
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
-            for start in range(0, len(items), CHUNK):
-                chunk = items[start : start + CHUNK]
-                with catalog.reader() as session:
-                    known = _known_images(session, chunk)
-                for item in chunk:
-                    digests = known.get((item.accession, item.side), set())
-                    pending.append((item, pool.submit(_prepare, item, digests, store, settings)))
-                    while len(pending) > workers * 4:
-                        _drain_one(pending, catalog, report, finish)
-            while pending:
-                _drain_one(pending, catalog, report, finish)
+            try:
+                for start in range(0, len(items), CHUNK):
+                    chunk = items[start : start + CHUNK]
+                    with catalog.reader() as session:
+                        known = _known_images(session, chunk)
+                    for item in chunk:
+                        digests = known.get((item.accession, item.side), set())
+                        future = pool.submit(_prepare, item, digests, store, settings)
+                        pending.append((item, future))
+                        while len(pending) > workers * 4:
+                            _drain_one(pending, catalog, report, finish)
+                while pending:
+                    _drain_one(pending, catalog, report, finish)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
         state = "done"
     except KeyboardInterrupt:
         report.interrupted = True
         state = "interrupted"
-        for _, future in pending:
-            future.cancel()
         raise
     finally:
         report.seconds = time.perf_counter() - started

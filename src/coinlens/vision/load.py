@@ -72,7 +72,7 @@ def _high_bit_depth_to_8bit(image: Image.Image) -> Image.Image:
     else:
         low, high = float(np.nanmin(array)), float(np.nanmax(array))
         scaled = (array.astype(np.float64) - low) / ((high - low) or 1.0) * 255.0
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
 
 
 def _flatten_alpha(image: Image.Image) -> Image.Image:
@@ -138,7 +138,7 @@ def load_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedIm
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = str(exc) or type(exc).__name__
         if "truncated" in reason.lower() or isinstance(exc, EOFError):
-            raise ImageLoadError(f"truncated image data ({reason})") from None
+            raise ImageLoadError("truncated image data (the file ends early)") from None
         raise ImageLoadError(f"corrupt image data ({reason})") from None
     except Image.DecompressionBombError as exc:  # pragma: no cover - pixels checked above
         raise ImageLoadError(f"decompression bomb ({exc})") from None

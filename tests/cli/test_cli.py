@@ -1,0 +1,77 @@
+"""The command-line contract: status counts, version, demo, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from coinlens import __version__
+
+COINLENS = Path(sys.executable).parent / "coinlens"
+SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "euro-coins"
+
+
+def test_status_of_a_new_home_is_all_zero(cli, home: Path) -> None:
+    result = cli("status", "--home", home, "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {
+        "types": 0,
+        "specimens": {"catalogued": 0, "backlog": 0, "in_review": 0},
+        "images": 0,
+        "models": 0,
+    }
+
+
+def test_home_from_environment_variable(cli, home: Path) -> None:
+    assert cli("init", env={"COINLENS_HOME": str(home)}).exit_code == 0
+    assert (home / "coinlens.db").is_file()
+
+
+def test_console_script_version_and_usage_errors() -> None:
+    version = subprocess.run([str(COINLENS), "--version"], capture_output=True, text=True)
+    assert (version.returncode, version.stdout.strip()) == (0, f"coinlens {__version__}")
+    unknown = subprocess.run([str(COINLENS), "frobnicate"], capture_output=True, text=True)
+    assert unknown.returncode == 2
+    missing_arg = subprocess.run([str(COINLENS), "ingest"], capture_output=True, text=True)
+    assert missing_arg.returncode == 2
+
+
+def test_python_module_entry_point(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COINLENS_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "coinlens", "status", "--json", "--home", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["images"] == 0
+
+
+def test_demo_ingests_the_bundled_sample(cli, home: Path) -> None:
+    result = cli("demo", "--home", home)
+    assert result.exit_code == 0, result.stderr
+    assert "per type" in result.stdout and "5c" in result.stdout
+    status = json.loads(cli("status", "--home", home, "--json").stdout)
+    references = sum(1 for _ in (SAMPLE / "references").rglob("*.jpg"))
+    backlog = sum(1 for _ in (SAMPLE / "backlog").rglob("*.jpg"))
+    trays = sum(1 for p in (SAMPLE / "trays").iterdir() if p.suffix.lower() == ".jpg")
+    assert (references, backlog, trays) == (305, 155, 3)
+    assert status == {
+        "types": 8,
+        "specimens": {"catalogued": references, "backlog": backlog + trays, "in_review": 0},
+        "images": references + backlog + trays,
+        "models": 0,
+    }
+    again = cli("demo", "--home", home)  # re-running the demo is safe
+    assert again.exit_code == 0
+    assert json.loads(cli("status", "--home", home, "--json").stdout) == status
+
+
+def test_sample_is_small_and_licensed() -> None:
+    size = sum(p.stat().st_size for p in SAMPLE.rglob("*") if p.is_file())
+    assert size < 15 * 1024 * 1024
+    assert "MIT License" in (SAMPLE / "LICENSE").read_text()
