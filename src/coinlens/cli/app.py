@@ -7,24 +7,24 @@ Errors are one line on stderr naming the file or value and what is wrong.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from coinlens import __version__
 from coinlens.catalog import CatalogError, Home, catalog_counts, specimens_per_type
+from coinlens.cli.common import (
+    HomeOption,
+    app,
+    err,
+    fail,
+    ingest_progress,
+    open_home,
+    out,
+    print_error,
+)
 from coinlens.config import SettingsError
 from coinlens.ingest import (
     IngestError,
@@ -35,43 +35,6 @@ from coinlens.ingest import (
     scan_folder,
 )
 from coinlens.storage import StoreError
-
-app = typer.Typer(
-    name="coinlens",
-    help="Catalogue museum coin collections from photographs.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-out = Console()
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-HomeOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--home",
-        envvar="COINLENS_HOME",
-        help="Folder for settings, SQLite catalogue and local store [default: ./coinlens-data].",
-        show_default=False,
-    ),
-]
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    """Stop the command: one line on stderr naming what is wrong, then exit with ``code``."""
-    _print_error(message)
-    raise typer.Exit(code)
-
-
-def _open_home(home: Path | None) -> Home:
-    try:
-        return Home.open(home)
-    except (SettingsError, CatalogError, StoreError) as exc:
-        fail(str(exc), 2 if isinstance(exc, SettingsError) else 1)
-
-
-def _print_error(message: str) -> None:
-    err.print(f"coinlens: error: {message}", markup=False)
 
 
 def _version(value: bool) -> None:
@@ -108,7 +71,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
     """Counts of types, specimens by status, images and model versions."""
-    with _open_home(home) as opened, opened.catalog.reader() as session:
+    with open_home(home) as opened, opened.catalog.reader() as session:
         counts = catalog_counts(session)
         per_type = specimens_per_type(session) if not as_json else []
     if as_json:
@@ -134,20 +97,6 @@ def _print_status(counts: dict[str, Any], per_type: list[tuple[str, int]]) -> No
         out.print(types)
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} img/s"),
-        TextColumn("[red]{task.fields[failed]} failed"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-    )
-
-
 def run_ingest(
     opened: Home,
     path: Path,
@@ -164,8 +113,8 @@ def run_ingest(
         scan = scan_folder(path, status=status, batch=batch)
         target = str(path.resolve())
     for problem in scan.problems:
-        _print_error(str(problem))
-    progress = _progress()
+        print_error(str(problem))
+    progress = ingest_progress()
     task = progress.add_task("ingest", total=len(scan.items), rate="-", failed=0)
     failed = 0
 
@@ -206,6 +155,7 @@ def _print_ingest_summary(report: IngestReport, source: str) -> None:
     rows = [
         ("images found", report.found),
         ("ingested", report.ingested),
+        ("coins found in them", report.coins),
         ("already in the catalogue (skipped)", report.already_present),
         ("failed (see errors above)", report.failed),
         ("manifest rows skipped (see errors above)", report.rows_skipped),
@@ -249,7 +199,7 @@ def ingest(
         fail(f"--status {status!r} must be catalogued or backlog", 2)
     if manifest is None and path.suffix.lower() == ".csv" and path.is_file():
         manifest = path
-    with _open_home(home) as opened:
+    with open_home(home) as opened:
         try:
             report = run_ingest(opened, path, manifest=manifest, status=status, batch=batch)
         except IngestError as exc:
@@ -269,53 +219,8 @@ def ingest(
         fail(f"{manifest or path}: nothing could be ingested ({len(report.problems)} problems)", 2)
 
 
-def _find_sample() -> Path | None:
-    """The bundled euro-coins sample: next to a source checkout, or where COINLENS_SAMPLE says."""
-    candidates = [os.environ.get("COINLENS_SAMPLE")]
-    here = Path(__file__).resolve()
-    candidates += [str(parent / "examples" / "euro-coins") for parent in here.parents]
-    candidates.append(str(Path.cwd() / "examples" / "euro-coins"))
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "references").is_dir():
-            return Path(candidate)
-    return None
-
-
-@app.command()
-def demo(
-    home: HomeOption = None,
-    sample: Annotated[
-        Path | None,
-        typer.Option("--sample", help="Sample folder [default: the bundled examples/euro-coins]."),
-    ] = None,
-) -> None:
-    """Ingest the bundled euro-coins sample and show what the catalogue holds."""
-    sample = sample or _find_sample()
-    if sample is None or not (sample / "references").is_dir():
-        fail("the bundled sample (examples/euro-coins) was not found; pass --sample DIR", 2)
-    try:
-        opened = Home.init(home)
-    except (SettingsError, CatalogError, StoreError) as exc:
-        fail(str(exc))
-    with opened:
-        out.rule("coinlens demo")
-        out.print(f"sample: {sample}\nhome:   {opened.settings.home}")
-        steps = [
-            ("references (catalogued, labelled by folder)", sample / "references", None),
-            ("backlog (photos awaiting attribution)", sample / "backlog", "backlog"),
-            ("trays (many coins per photo)", sample / "trays", "backlog"),
-        ]
-        for title, folder, status in steps:
-            if not folder.is_dir():
-                continue
-            out.rule(title)
-            report = run_ingest(opened, folder, status=status)
-            _print_ingest_summary(report, str(folder))
-        with opened.catalog.reader() as session:
-            counts = catalog_counts(session)
-            per_type = specimens_per_type(session)
-        out.rule("catalogue")
-        _print_status(counts, per_type)
+# Register the commands kept in their own modules: train, identify, eval, demo.
+from coinlens.cli import demo, recognition  # noqa: E402, F401
 
 
 def main() -> None:

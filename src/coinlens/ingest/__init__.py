@@ -9,6 +9,7 @@ from coinlens.ingest.sources import (
     ScanResult,
     read_manifest,
     scan_folder,
+    scan_path,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "ingest_items",
     "read_manifest",
     "scan_folder",
+    "scan_path",
 ]

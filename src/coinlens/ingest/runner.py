@@ -9,14 +9,16 @@ pool; database writes happen in order on the calling thread.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from PIL import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -27,8 +29,7 @@ from coinlens.config import Settings
 from coinlens.ingest.sources import IngestItem, Problem
 from coinlens.storage import ObjectStore, StoreError, content_key, sha256_hex
 from coinlens.vision import ImageLoadError, load_image, make_thumbnail
-
-CHUNK = 128
+from coinlens.vision.localise import Box, Layout, crop_coin, locate_coins
 
 OUTCOMES = ("ingested", "already_present", "failed")
 
@@ -40,17 +41,28 @@ class Outcome:
     item: IngestItem
     status: str
     message: str | None = None
-    image_id: int | None = None
+
+
+@dataclass
+class _Part:
+    """One coin found in a photo: its accession, side, where it is, and its stored crop."""
+
+    accession: str
+    side: str
+    box: Box
+    layout: str
+    crop_key: str
+    thumbnail_key: str
 
 
 @dataclass
 class _Prepared:
     sha256: str
     key: str
-    thumbnail_key: str
     width: int
     height: int
     format: str
+    parts: list[_Part]
 
 
 @dataclass
@@ -59,6 +71,7 @@ class IngestReport:
 
     found: int = 0
     ingested: int = 0
+    coins: int = 0
     already_present: int = 0
     failed: int = 0
     rows_skipped: int = 0
@@ -80,6 +93,7 @@ class IngestReport:
         return {
             "found": self.found,
             "ingested": self.ingested,
+            "coins": self.coins,
             "already_present": self.already_present,
             "failed": self.failed,
             "rows_skipped": self.rows_skipped,
@@ -110,42 +124,73 @@ def _read(item: IngestItem, max_bytes: int) -> bytes:
         raise ImageLoadError(f"cannot read file ({exc.strerror or exc})") from None
 
 
+def _plan_parts(item: IngestItem, layout: Layout) -> list[tuple[str, str, Box]]:
+    """(accession, side, box) for every coin to record from one photo.
+
+    A tray gives one specimen per coin (accession ``<photo's>#NN``, in reading order); two sides
+    side by side or stacked give the obverse and reverse of one specimen, unless the curator
+    already said which side the photo shows.
+    """
+    if layout.kind == "tray":
+        return [
+            (f"{item.accession}#{index:02d}", "unknown", box)
+            for index, box in enumerate(layout.boxes, start=1)
+        ]
+    if layout.kind == "pair" and item.side in ("unknown", "both"):
+        return [
+            (item.accession, "obverse", layout.boxes[0]),
+            (item.accession, "reverse", layout.boxes[1]),
+        ]
+    return [(item.accession, item.side, layout.boxes[0])]
+
+
+def _encode_jpeg(image: PILImage.Image, quality: int = 92) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _already_there(catalog: Catalog, item: IngestItem, digest: str) -> bool:
+    """Whether this photo was already recorded for this accession (or its tray coins)."""
+    with catalog.reader() as session:
+        accessions = session.scalars(
+            select(Specimen.accession)
+            .join(Image, Image.specimen_id == Specimen.id)
+            .where(Image.sha256 == digest)
+        ).all()
+    return any(a == item.accession or a.startswith(f"{item.accession}#") for a in accessions)
+
+
 def _prepare(
-    item: IngestItem, known: set[str], store: ObjectStore, settings: Settings
+    item: IngestItem, catalog: Catalog, store: ObjectStore, settings: Settings
 ) -> _Prepared | Outcome:
-    """Everything that needs no database: read, hash, decode, thumbnail, store."""
+    """Everything before the database write: read, hash, decode, find the coins, store."""
     try:
         data = _read(item, settings.max_file_bytes)
         digest = sha256_hex(data)
-        if digest in known:
+        if _already_there(catalog, item, digest):
             return Outcome(item, "already_present")
         loaded = load_image(data, max_pixels=settings.max_image_pixels)
+        layout = locate_coins(loaded.rgb)
         key = content_key("images", digest, loaded.suffix)
-        thumbnail_key = content_key("thumbnails", digest, ".jpg")
         # Content-addressed: rewriting a key writes the same bytes, so no existence check (which
         # would double the requests to an S3 store for every new image).
         store.put(key, data)
-        store.put(thumbnail_key, make_thumbnail(loaded.rgb, settings.thumbnail_size))
+        parts = []
+        for accession, side, box in _plan_parts(item, layout):
+            crop = crop_coin(loaded.rgb, box)
+            crop_bytes = _encode_jpeg(crop)
+            crop_digest = sha256_hex(crop_bytes)
+            crop_key = content_key("crops", crop_digest, ".jpg")
+            thumbnail_key = content_key("thumbnails", crop_digest, ".jpg")
+            store.put(crop_key, crop_bytes)
+            store.put(thumbnail_key, make_thumbnail(crop, settings.thumbnail_size))
+            parts.append(_Part(accession, side, box, layout.kind, crop_key, thumbnail_key))
     except ImageLoadError as exc:
         return Outcome(item, "failed", str(exc))
     except StoreError as exc:
         return Outcome(item, "failed", f"cannot store: {exc}")
-    return _Prepared(digest, key, thumbnail_key, loaded.width, loaded.height, loaded.format)
-
-
-def _known_images(session: Session, items: Sequence[IngestItem]) -> dict[tuple[str, str], set[str]]:
-    """sha256s already catalogued for each (accession, side) among ``items``."""
-    keys = {(item.accession, item.side) for item in items}
-    accessions = sorted({accession for accession, _ in keys})
-    known: dict[tuple[str, str], set[str]] = {}
-    rows = session.execute(
-        select(Specimen.accession, Image.side, Image.sha256)
-        .join(Image, Image.specimen_id == Specimen.id)
-        .where(Specimen.accession.in_(accessions))
-    ).all()
-    for accession, side, digest in rows:
-        known.setdefault((accession, side), set()).add(digest)
-    return known
+    return _Prepared(digest, key, loaded.width, loaded.height, loaded.format, parts)
 
 
 def _notes_json(notes: dict[str, Any]) -> str | None:
@@ -216,44 +261,65 @@ def _merge_specimen(
 def _record(
     catalog: Catalog, item: IngestItem, prepared: _Prepared, report: IngestReport
 ) -> Outcome:
-    """One transaction: type, specimen, image. Either all of it is written or none."""
+    """One transaction for the whole photo: types, specimens, images. All of it or none."""
     for attempt in range(2):
+        counts = (report.new_types, report.new_specimens)
         try:
+            shared = None
             with catalog.session() as session:
                 coin_type = _merge_type(session, item, report)
-                specimen = _merge_specimen(session, item, coin_type, report)
-                shared = session.scalar(
-                    select(Specimen.accession)
-                    .join(Image, Image.specimen_id == Specimen.id)
-                    .where(Image.sha256 == prepared.sha256, Specimen.id != specimen.id)
-                    .limit(1)
-                )
-                image = Image(
-                    specimen_id=specimen.id,
-                    side=item.side,
-                    key=prepared.key,
-                    sha256=prepared.sha256,
-                    thumbnail_key=prepared.thumbnail_key,
-                    width=prepared.width,
-                    height=prepared.height,
-                    format=prepared.format,
-                    source=str(item.path),
-                )
-                session.add(image)
+                for part in prepared.parts:
+                    part_item = (
+                        item
+                        if part.accession == item.accession
+                        else replace(item, accession=part.accession, side=part.side)
+                    )
+                    specimen = _merge_specimen(session, part_item, coin_type, report)
+                    shared = shared or session.scalar(
+                        select(Specimen.accession)
+                        .join(Image, Image.specimen_id == Specimen.id)
+                        .where(
+                            Image.sha256 == prepared.sha256,
+                            Specimen.id != specimen.id,
+                            ~Specimen.accession.startswith(f"{item.accession}#"),
+                        )
+                        .limit(1)
+                    )
+                    session.add(
+                        Image(
+                            specimen_id=specimen.id,
+                            side=part.side,
+                            key=prepared.key,
+                            sha256=prepared.sha256,
+                            thumbnail_key=part.thumbnail_key,
+                            width=prepared.width,
+                            height=prepared.height,
+                            format=prepared.format,
+                            source=str(item.path),
+                            crop={
+                                **part.box.as_dict(),
+                                "round": part.box.round,
+                                "layout": part.layout,
+                                "key": part.crop_key,
+                            },
+                        )
+                    )
                 session.flush()
-                image_id = image.id
+            report.coins += len(prepared.parts)
             if shared:
                 report.shared_content += 1
                 report.notes.append(
                     Problem(item.origin, f"same picture as {shared!r} (stored once)")
                 )
-            return Outcome(item, "ingested", image_id=image_id)
+            return Outcome(item, "ingested")
         except IntegrityError:
             # Another writer created the same type/specimen/image between our read and write:
             # the retry sees it and merges into it.
+            report.new_types, report.new_specimens = counts
             if attempt == 1:
                 return Outcome(item, "already_present")
         except ValueError as exc:
+            report.new_types, report.new_specimens = counts
             return Outcome(item, "failed", str(exc))
     raise AssertionError("unreachable")
 
@@ -328,16 +394,10 @@ def ingest_items(
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
             try:
-                for start in range(0, len(items), CHUNK):
-                    chunk = items[start : start + CHUNK]
-                    with catalog.reader() as session:
-                        known = _known_images(session, chunk)
-                    for item in chunk:
-                        digests = known.get((item.accession, item.side), set())
-                        future = pool.submit(_prepare, item, digests, store, settings)
-                        pending.append((item, future))
-                        while len(pending) > workers * 4:
-                            _drain_one(pending, catalog, report, finish)
+                for item in items:
+                    pending.append((item, pool.submit(_prepare, item, catalog, store, settings)))
+                    while len(pending) > workers * 4:
+                        _drain_one(pending, catalog, report, finish)
                 while pending:
                     _drain_one(pending, catalog, report, finish)
             except BaseException:

@@ -136,6 +136,26 @@ def scan_folder(root: Path, *, status: str | None = None, batch: str | None = No
     return ScanResult(items, problems, ignored)
 
 
+def scan_path(path: Path, *, status: str | None = None, batch: str | None = None) -> ScanResult:
+    """A folder as in :func:`scan_folder`, or a single image file (accession: its folder's name
+    and its file name; no label)."""
+    if path.is_file():
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise IngestError(
+                f"{path}: not an image file name ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
+        resolved = path.resolve()
+        item = IngestItem(
+            path=resolved,
+            origin=str(path),
+            accession=f"{resolved.parent.name}/{resolved.name}",
+            status="backlog",
+            batch=batch or resolved.parent.name,
+        )
+        return ScanResult([item], [], [])
+    return scan_folder(path, status=status, batch=batch)
+
+
 def _number(column: str, raw: str, *, low: float, high: float, unit: str) -> float:
     try:
         value = float(raw)

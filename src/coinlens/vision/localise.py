@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 WORK_SIZE = 640  # long side, px, at which detection runs
+TRAY_MIN_SIZE = 400  # px: smaller pictures are never trays
 
 
 @dataclass(frozen=True)
@@ -158,20 +159,25 @@ def _segment(pixels: np.ndarray, background: np.ndarray, scale: float) -> list[B
     return boxes
 
 
-def _central_circle(pixels: np.ndarray, scale: float) -> Box:
-    """A crop: the large circle nearest the centre, else the whole frame."""
+def _frame(pixels: np.ndarray, scale: float) -> Box:
+    """A crop: the central square of the frame, kept whole.
+
+    The frame of a crop is a fixed window around the coin, so the coin's size within it is a real
+    clue (1, 2 and 5 cent national sides share a design and differ in size); re-cropping to the
+    coin's edge would throw that away.
+    """
     h, w = pixels.shape[:2]
     side = min(h, w)
-    gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
-    circles = _hough(gray, side * 0.28, side * 0.55)
-    best = None
-    for cx, cy, r in circles:
-        offset = np.hypot(cx - w / 2, cy - h / 2)
-        if offset < side * 0.2 and (best is None or offset - r * 0.5 < best[0]):
-            best = (offset - r * 0.5, cx, cy, r)
-    if best is not None:
-        return _circle_box(best[1], best[2], best[3], scale)
-    return Box(0, 0, round(w / scale), round(h / scale), False)
+    x, y = (w - side) / 2, (h - side) / 2
+    return Box(round(x / scale), round(y / scale), round(side / scale), round(side / scale), True)
+
+
+def _fills_frame(box: Box, width: int, height: int) -> bool:
+    """One centred coin taking most of a near-square picture: the picture is already a crop."""
+    side = min(width, height)
+    offset = np.hypot(box.centre[0] - width / 2, box.centre[1] - height / 2)
+    squarish = max(width, height) < 1.3 * side
+    return squarish and offset < 0.15 * side and box.size > 0.55 * side
 
 
 def _pair(boxes: list[Box]) -> tuple[Box, Box] | None:
@@ -198,14 +204,16 @@ def locate_coins(image: Image.Image) -> Layout:
         side = min(h, w)
         # Many small circles on a textured table (a tray), or one coin filling a crop.
         small = [c for c in _hough(gray, side * 0.025, side * 0.16) if c[2] < side * 0.16]
-        if len(small) >= 3 and max(h, w) >= 400:
+        if len(small) >= 3 and max(image.size) >= TRAY_MIN_SIZE:
             boxes = _suppress_nested([_circle_box(cx, cy, r, scale) for cx, cy, r in small])
             return Layout("tray", tuple(_reading_order(boxes)))
-        return Layout("crop", (_central_circle(pixels, scale),))
+        return Layout("crop", (_frame(pixels, scale),))
     boxes = _suppress_nested(_segment(pixels, background, scale))
     if not boxes:
-        return Layout("crop", (_central_circle(pixels, scale),))
+        return Layout("crop", (_frame(pixels, scale),))
     if len(boxes) == 1:
+        if _fills_frame(boxes[0], image.width, image.height):
+            return Layout("crop", (_frame(pixels, scale),))
         return Layout("single", (boxes[0],))
     pair = _pair(boxes)
     if pair is not None:
@@ -214,6 +222,8 @@ def locate_coins(image: Image.Image) -> Layout:
     boxes = [box for box in boxes if box.size > 0.35 * largest]  # specks, labels, dust
     if len(boxes) == 1:
         return Layout("single", (boxes[0],))
+    if max(image.size) < TRAY_MIN_SIZE:  # a small picture is one coin with intruding neighbours
+        return Layout("crop", (_frame(pixels, scale),))
     return Layout("tray", tuple(_reading_order(boxes)))
 
 

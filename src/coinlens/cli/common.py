@@ -1,0 +1,85 @@
+"""What every command shares: the app, consoles, --home, one-line errors, progress bars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from coinlens.catalog import CatalogError, Home
+from coinlens.config import SettingsError
+from coinlens.storage import StoreError
+
+app = typer.Typer(
+    name="coinlens",
+    help="Catalogue museum coin collections from photographs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--home",
+        envvar="COINLENS_HOME",
+        help="Folder for settings, SQLite catalogue and local store [default: ./coinlens-data].",
+        show_default=False,
+    ),
+]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Stop the command: one line on stderr naming what is wrong, then exit with ``code``."""
+    print_error(message)
+    raise typer.Exit(code)
+
+
+def open_home(home: Path | None) -> Home:
+    try:
+        return Home.open(home)
+    except (SettingsError, CatalogError, StoreError) as exc:
+        fail(str(exc), 2 if isinstance(exc, SettingsError) else 1)
+
+
+def print_error(message: str) -> None:
+    err.print(f"coinlens: error: {message}", markup=False)
+
+
+def ingest_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} img/s"),
+        TextColumn("[red]{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def stage_progress() -> Progress:
+    """A bar for model work: a stage name, counts, a note (loss, rate) and times."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    )

@@ -1,0 +1,304 @@
+"""``coinlens train``, ``identify`` and ``eval``: thin shells over model, index and identify."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from coinlens.catalog import Home
+from coinlens.cli.common import HomeOption, app, err, fail, open_home, out, stage_progress
+from coinlens.identify.batch import (
+    IdentifyProgress,
+    identify_specimens,
+    specimens_for_items,
+    suggestion_records,
+    write_results,
+)
+from coinlens.identify.engine import Matcher, current_model, sync_index
+from coinlens.identify.evaluate import (
+    EvalResult,
+    confusion_png,
+    evaluate,
+    load_labelled,
+    mistakes_html,
+)
+from coinlens.identify.training import (
+    TrainingError,
+    TrainProgress,
+    calibrate_pretrained,
+    train_model,
+)
+from coinlens.ingest import IngestError, ingest_items, scan_path
+from coinlens.model.network import BACKBONES, BackboneUnavailable
+from coinlens.model.train import TrainConfig
+from coinlens.storage import StoreError
+
+
+def _check_device(device: str) -> str:
+    import torch
+
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        fail(f"--device {device!r} must be cpu or cuda", 2)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        fail("--device cuda: no CUDA device is available on this machine", 2)
+    return device
+
+
+def run_train(home: Home, config: TrainConfig) -> dict[str, Any]:
+    """Train with progress bars; returns the new version's summary."""
+    progress = stage_progress()
+    tasks: dict[str, Any] = {}
+
+    def on_stage(name: str, total: int) -> None:
+        tasks["current"] = progress.add_task(name, total=total, note="")
+
+    def on_advance(count: int, note: str) -> None:
+        progress.update(tasks["current"], advance=count, note=note)
+
+    with progress:
+        version = train_model(home, config, progress=TrainProgress(on_stage, on_advance))
+    metrics = version.metrics or {}
+    validation = metrics.get("validation", {})
+    calibration = metrics.get("calibration", {})
+    return {
+        "model_version": version.id,
+        "backbone": version.backbone,
+        "images": version.training_snapshot.get("images"),
+        "heldout_images": version.training_snapshot.get("heldout_images"),
+        "types": version.training_snapshot.get("types"),
+        "validation_top1": validation.get("top1"),
+        "validation_top5": validation.get("top5"),
+        "validation_method": validation.get("method"),
+        "accept_threshold": calibration.get("accept_threshold"),
+        "heldout_coverage_at_threshold": calibration.get("heldout_coverage_at_threshold"),
+        "heldout_precision_at_threshold": calibration.get("heldout_precision_at_threshold"),
+        "train_seconds": metrics.get("training", {}).get("seconds"),
+    }
+
+
+def _print_mapping(title: str, mapping: dict[str, Any]) -> None:
+    table = Table(title=title, show_header=False)
+    for key, value in mapping.items():
+        if isinstance(value, float):
+            value = f"{value:.4f}"
+        table.add_row(key.replace("_", " "), "-" if value is None else str(value))
+    out.print(table)
+
+
+@app.command()
+def train(
+    home: HomeOption = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the data.")] = 12,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    backbone: Annotated[
+        str, typer.Option("--backbone", help=f"One of: {', '.join(BACKBONES)}.")
+    ] = "efficientnet-lite0",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Fine-tune the embedding on the catalogued coins and calibrate it on held-out ones."""
+    config = TrainConfig(epochs=epochs, device=_check_device(device), backbone=backbone)
+    with open_home(home) as opened:
+        try:
+            summary = run_train(opened, config)
+        except (TrainingError, BackboneUnavailable) as exc:
+            fail(str(exc), 2)
+        except StoreError as exc:
+            fail(str(exc))
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        _print_mapping(f"model version {summary['model_version']}", summary)
+
+
+def run_identify(
+    home: Home, path: Path, *, top_k: int, out_path: Path | None, show: int = 15
+) -> dict[str, Any]:
+    """Ingest ``path`` as backlog, then suggest types for its coins; print and write results."""
+    scan = scan_path(path, status="backlog")
+    for problem in scan.problems:
+        err.print(f"coinlens: error: {problem}", markup=False)
+    progress = stage_progress()
+    with progress:
+        task = progress.add_task("ingest", total=len(scan.items), note="")
+        report = ingest_items(
+            scan.items,
+            home.catalog,
+            home.store,
+            home.settings,
+            target=str(path.resolve()),
+            on_outcome=lambda outcome: progress.update(task, advance=1),
+        )
+        for problem in report.problems[len(scan.problems) :]:
+            progress.console.print(f"coinlens: error: {problem}", markup=False)
+        model = current_model(home)
+        index_task = progress.add_task("index references", total=None, note="")
+        index = sync_index(
+            home,
+            model,
+            on_start=lambda n: progress.update(index_task, total=n),
+            on_batch=lambda n: progress.update(index_task, advance=n),
+        )
+        if len(index) == 0:
+            fail("no catalogued coins to compare with: ingest a labelled collection first", 2)
+        if model.version.artefacts is None and not (model.version.metrics or {}).get("calibration"):
+            calibrate_pretrained(home, model, index)
+        specimen_ids = specimens_for_items(home, scan.items)
+        match_task = progress.add_task("identify", total=len(specimen_ids), note="")
+
+        def on_chunk(count: int, decisions: dict[str, int]) -> None:
+            note = " ".join(f"{k.replace('_', ' ')} {v}" for k, v in decisions.items())
+            progress.update(match_task, advance=count, note=note)
+
+        summary = identify_specimens(
+            home,
+            model,
+            Matcher(index, model.calibration),
+            specimen_ids,
+            target=str(path),
+            top_k=top_k,
+            progress=IdentifyProgress(
+                on_total=lambda todo, done: progress.update(match_task, total=todo),
+                on_chunk=on_chunk,
+            ),
+        )
+    records = suggestion_records(home, specimen_ids, model.version.id)
+    if out_path is not None:
+        written = write_results(out_path, records, top_k)
+        summary["written"] = written
+        summary["out"] = str(out_path)
+        records = suggestion_records(home, specimen_ids, model.version.id)
+    table = Table(title=f"suggestions (model version {model.version.id})")
+    for column in ("coin", "decision", "1st", "2nd", "3rd"):
+        table.add_column(column)
+    for number, record in enumerate(records):
+        if number >= show:
+            break
+        cells = [f"{s['type']} {s['score']:.2f}" for s in record["suggestions"][:3]] + [""] * 3
+        table.add_row(record["accession"], record["decision"], *cells[:3])
+    out.print(table)
+    summary["model_version"] = model.version.id
+    summary["specimens"] = len(specimen_ids)
+    return summary
+
+
+@app.command()
+def identify(
+    path: Annotated[Path, typer.Argument(help="A photo or a folder of photos to identify.")],
+    home: HomeOption = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=50, help="Types per coin.")] = 5,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write results as JSONL (.jsonl) or CSV (.csv)."),
+    ] = None,
+) -> None:
+    """Suggest types for every coin in the photos, with confidence, evidence and a decision."""
+    if out_file is not None and out_file.suffix.lower() not in (".jsonl", ".json", ".csv"):
+        fail(f"--out {out_file}: use a .jsonl or .csv file name", 2)
+    with open_home(home) as opened:
+        try:
+            summary = run_identify(opened, path, top_k=top_k, out_path=out_file)
+        except IngestError as exc:
+            fail(str(exc), 2)
+        except KeyboardInterrupt:
+            err.print("coinlens: interrupted; suggestions so far are kept, re-run to finish")
+            raise typer.Exit(130) from None
+    decisions = summary["decisions"]
+    out.print(
+        f"{summary['identified']} coins identified ({summary['already_done']} already done): "
+        f"{decisions['auto_accept']} auto-accept, {decisions['review']} to review, "
+        f"{decisions['possible_new_type']} possible new types"
+        + (f"; results in {summary['out']}" if "out" in summary else "")
+    )
+
+
+def run_eval(
+    home: Home, references: Path, queries: Path | None, json_path: Path | None
+) -> tuple[EvalResult, Path]:
+    """Evaluate and write the JSON, confusion matrix PNG and mistakes HTML; returns the result
+    and the folder the pictures went to."""
+    model = current_model(home)
+    progress = stage_progress()
+    with progress:
+        task = progress.add_task("load references", total=None, note="")
+        ref_set = load_labelled(
+            references, model.embedder.input_size, lambda: progress.update(task, advance=1)
+        )
+        query_set = None
+        if queries is not None:
+            task = progress.add_task("load queries", total=None, note="")
+            query_set = load_labelled(
+                queries, model.embedder.input_size, lambda: progress.update(task, advance=1)
+            )
+        task = progress.add_task("match", total=None, note="")
+        result = evaluate(model, ref_set, query_set)
+        progress.update(task, total=1, completed=1)
+    for problem in ref_set.problems + (query_set.problems if query_set else []):
+        err.print(f"coinlens: error: {problem}", markup=False)
+    if json_path is not None:
+        folder, stem = json_path.parent, json_path.stem
+    else:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        folder, stem = home.settings.home / "reports" / f"eval-{stamp}", "eval"
+    folder.mkdir(parents=True, exist_ok=True)
+    confusion_png(result.labels, result.confusion, folder / f"{stem}.confusion.png")
+    mistakes_html(result, folder / f"{stem}.mistakes.html")
+    target = json_path or folder / f"{stem}.json"
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(json.dumps(result.summary, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, target)
+    return result, folder
+
+
+def print_eval(summary: dict[str, Any]) -> None:
+    flat = {
+        "queries": summary["n_queries"],
+        "top-1": summary["top1"],
+        "top-5": summary["top5"],
+        "coverage at 95% precision": summary["coverage_at_precision"]["0.95"],
+        "coverage at 98% precision": summary["coverage_at_precision"]["0.98"],
+        "auto-accepted (calibrated threshold)": summary["at_calibrated_threshold"]["coverage"],
+        "precision of auto-accepted": summary["at_calibrated_threshold"]["precision"],
+        "images/s": summary["images_per_second"],
+        "model version": summary["model_version"],
+    }
+    _print_mapping("evaluation", flat)
+
+
+@app.command(name="eval")
+def eval_command(
+    references: Annotated[
+        Path, typer.Option("--references", help="Folder of labelled reference images.")
+    ],
+    home: HomeOption = None,
+    queries: Annotated[
+        Path | None, typer.Option("--queries", help="Folder of labelled query images.")
+    ] = None,
+    leave_one_out: Annotated[
+        bool,
+        typer.Option("--leave-one-out", help="Match each reference against all the others."),
+    ] = False,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the metrics here (pictures beside it).")
+    ] = None,
+) -> None:
+    """Measure top-1/top-5, coverage at 95%/98% precision and speed on labelled folders."""
+    if queries is None and not leave_one_out:
+        fail("give --queries DIR, or --leave-one-out to use the references as queries", 2)
+    for folder in (references, queries):
+        if folder is not None and not folder.is_dir():
+            fail(f"{folder}: not a folder", 2)
+    with open_home(home) as opened:
+        try:
+            result, folder = run_eval(
+                opened, references, None if leave_one_out else queries, json_file
+            )
+        except IngestError as exc:
+            fail(str(exc), 2)
+    print_eval(result.summary)
+    out.print(f"confusion matrix and worst mistakes in {folder}")

@@ -1,0 +1,258 @@
+"""``coinlens identify``: suggestions for every backlog coin of a folder, streamed and resumable.
+
+The photos are ingested first (as backlog; idempotent), so every suggestion belongs to a specimen
+in the catalogue. Specimens are then matched in chunks: crops are decoded, embedded, searched and
+scored a chunk at a time (bounded memory), and each chunk's suggestions are committed in one
+transaction. A re-run skips the specimens that already have suggestions from the current model,
+so an interrupted run resumes where it stopped. The ``--out`` file is written from the catalogue
+at the end, atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, or_, select
+
+from coinlens.catalog import CoinType, Home, Image, Job, Specimen, Suggestion
+from coinlens.catalog.models import utcnow
+from coinlens.identify.engine import CurrentModel, Matcher, crop_refs, load_crops
+from coinlens.ingest import IngestItem
+
+CHUNK = 64
+
+
+@dataclass
+class IdentifyProgress:
+    on_total: Callable[[int, int], None] | None = None  # (to do, already done)
+    on_chunk: Callable[[int, dict[str, int]], None] | None = None  # (done now, decision counts)
+
+
+def specimens_for_items(home: Home, items: Sequence[IngestItem]) -> list[int]:
+    """Ids of the specimens the items became (tray coins included), in item order."""
+    ids: list[int] = []
+    with home.catalog.reader() as session:
+        for start in range(0, len(items), 200):
+            accessions = [item.accession for item in items[start : start + 200]]
+            rows = session.execute(
+                select(Specimen.id, Specimen.accession).where(
+                    or_(
+                        Specimen.accession.in_(accessions),
+                        *[Specimen.accession.startswith(f"{a}#") for a in accessions],
+                    )
+                )
+            ).all()
+            order = {a: i for i, a in enumerate(accessions)}
+            rows.sort(key=lambda r: (order.get(r[1].split("#")[0], 0), r[1]))
+            ids.extend(specimen_id for specimen_id, _ in rows)
+    return list(dict.fromkeys(ids))
+
+
+def _done(home: Home, specimen_ids: Sequence[int], version_id: int) -> set[int]:
+    done: set[int] = set()
+    with home.catalog.reader() as session:
+        for start in range(0, len(specimen_ids), 500):
+            chunk = specimen_ids[start : start + 500]
+            done.update(
+                session.scalars(
+                    select(Suggestion.specimen_id)
+                    .where(Suggestion.specimen_id.in_(chunk))
+                    .where(Suggestion.model_version_id == version_id)
+                    .distinct()
+                ).all()
+            )
+    return done
+
+
+def identify_specimens(
+    home: Home,
+    model: CurrentModel,
+    matcher: Matcher,
+    specimen_ids: Sequence[int],
+    *,
+    target: str,
+    top_k: int = 5,
+    progress: IdentifyProgress | None = None,
+) -> dict[str, Any]:
+    """Suggest types for ``specimen_ids`` that the current model has not done yet."""
+    progress = progress or IdentifyProgress()
+    version_id = model.version.id
+    done = _done(home, specimen_ids, version_id)
+    todo = [s for s in specimen_ids if s not in done]
+    if progress.on_total:
+        progress.on_total(len(todo), len(done))
+    with home.catalog.session() as session:
+        job = Job(
+            kind="identify",
+            target=target,
+            total=len(specimen_ids),
+            skipped=len(done),
+            params={"model_version": version_id, "top_k": top_k},
+        )
+        session.add(job)
+        session.flush()
+        job_id = job.id
+    decisions = {"auto_accept": 0, "review": 0, "possible_new_type": 0}
+    state = "failed"
+    try:
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start : start + CHUNK]
+            with home.catalog.reader() as session:
+                rows = session.execute(
+                    select(Image, Specimen)
+                    .join(Specimen, Image.specimen_id == Specimen.id)
+                    .where(Specimen.id.in_(chunk))
+                    .order_by(Image.id)
+                ).all()
+                refs = crop_refs(rows)
+            groups_by_specimen: dict[int, list[int]] = {s: [] for s in chunk}
+            for row, ref in enumerate(refs):
+                groups_by_specimen[ref.specimen_id].append(row)
+            specimens = [s for s in chunk if groups_by_specimen[s]]
+            arrays = load_crops(home.store, refs, model.embedder.input_size)
+            vectors = model.embedder.embed_arrays(arrays, np.array([r.round for r in refs]))
+            results = matcher.match(
+                vectors, [groups_by_specimen[s] for s in specimens], top_k=top_k
+            )
+            with home.catalog.session() as session:
+                session.execute(
+                    delete(Suggestion)
+                    .where(Suggestion.specimen_id.in_(specimens))
+                    .where(Suggestion.model_version_id == version_id)
+                )
+                for specimen_id, (suggestions, decision, _) in zip(specimens, results, strict=True):
+                    decisions[decision] += 1
+                    if not suggestions:
+                        continue
+                    for rank_number, suggestion in enumerate(suggestions, start=1):
+                        session.add(
+                            Suggestion(
+                                specimen_id=specimen_id,
+                                model_version_id=version_id,
+                                rank=rank_number,
+                                type_id=suggestion.type_id,
+                                score=round(suggestion.score, 6),
+                                evidence={
+                                    "images": suggestion.evidence,
+                                    "similarity": round(suggestion.similarity, 6),
+                                },
+                                decision=decision,
+                            )
+                        )
+                job = session.get(Job, job_id)
+                job.done = min(len(todo), start + len(chunk))
+            if progress.on_chunk:
+                progress.on_chunk(len(chunk), decisions)
+        state = "done"
+    except KeyboardInterrupt:
+        state = "interrupted"
+        raise
+    finally:
+        with home.catalog.session() as session:
+            job = session.get(Job, job_id)
+            job.state, job.finished_at = state, utcnow()
+            job.message = json.dumps(decisions)
+    return {"identified": len(todo), "already_done": len(done), "decisions": decisions}
+
+
+def suggestion_records(
+    home: Home, specimen_ids: Sequence[int], version_id: int
+) -> Iterator[dict[str, Any]]:
+    """One record per specimen (source, accession, top-k types, evidence keys, decision)."""
+    for start in range(0, len(specimen_ids), 500):
+        chunk = specimen_ids[start : start + 500]
+        with home.catalog.reader() as session:
+            specimens = {
+                s.id: s
+                for s in session.scalars(select(Specimen).where(Specimen.id.in_(chunk))).all()
+            }
+            suggestions = session.scalars(
+                select(Suggestion)
+                .where(Suggestion.specimen_id.in_(chunk))
+                .where(Suggestion.model_version_id == version_id)
+                .order_by(Suggestion.specimen_id, Suggestion.rank)
+            ).all()
+            type_ids = {s.type_id for s in suggestions}
+            evidence_ids = {i for s in suggestions for i in (s.evidence or {}).get("images", [])}
+            references = dict(
+                session.execute(
+                    select(CoinType.id, CoinType.reference).where(CoinType.id.in_(type_ids))
+                ).all()
+            )
+            evidence_keys = dict(
+                session.execute(select(Image.id, Image.key).where(Image.id.in_(evidence_ids))).all()
+            )
+            images = session.execute(
+                select(Image.specimen_id, Image.source, Image.side, Image.crop)
+                .where(Image.specimen_id.in_(chunk))
+                .order_by(Image.id)
+            ).all()
+        by_specimen: dict[int, list[Suggestion]] = {}
+        for suggestion in suggestions:
+            by_specimen.setdefault(suggestion.specimen_id, []).append(suggestion)
+        sources: dict[int, list[dict[str, Any]]] = {}
+        for specimen_id, source, side, crop in images:
+            entry = {"source": source, "side": side}
+            if crop and crop.get("layout") == "tray":
+                entry["box"] = {k: crop[k] for k in ("x", "y", "w", "h")}
+            sources.setdefault(specimen_id, []).append(entry)
+        for specimen_id in chunk:
+            specimen = specimens.get(specimen_id)
+            if specimen is None:
+                continue
+            ranked = by_specimen.get(specimen_id, [])
+            yield {
+                "source": sources.get(specimen_id, [{}])[0].get("source"),
+                "images": sources.get(specimen_id, []),
+                "accession": specimen.accession,
+                "specimen_id": specimen_id,
+                "decision": ranked[0].decision if ranked else "possible_new_type",
+                "suggestions": [
+                    {
+                        "rank": s.rank,
+                        "type": references.get(s.type_id),
+                        "score": s.score,
+                        "similarity": (s.evidence or {}).get("similarity"),
+                        "evidence": [
+                            evidence_keys[i]
+                            for i in (s.evidence or {}).get("images", [])
+                            if i in evidence_keys
+                        ],
+                    }
+                    for s in ranked
+                ],
+            }
+
+
+def write_results(path: Path, records: Iterator[dict[str, Any]], top_k: int) -> int:
+    """JSONL (one object per line) or CSV (flat columns), chosen by suffix; write-then-rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    count = 0
+    with tmp.open("w", encoding="utf-8", newline="") as handle:
+        if path.suffix.lower() == ".csv":
+            columns = ["source", "accession", "specimen_id", "decision"]
+            for k in range(1, top_k + 1):
+                columns += [f"type_{k}", f"score_{k}", f"evidence_{k}"]
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            for record in records:
+                row = {c: record.get(c) for c in columns[:4]}
+                for s in record["suggestions"][:top_k]:
+                    row[f"type_{s['rank']}"] = s["type"]
+                    row[f"score_{s['rank']}"] = f"{s['score']:.4f}"
+                    row[f"evidence_{s['rank']}"] = " ".join(s["evidence"])
+                writer.writerow(row)
+                count += 1
+        else:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                count += 1
+    os.replace(tmp, path)
+    return count

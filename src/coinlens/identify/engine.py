@@ -1,0 +1,250 @@
+"""The home's current model, its reference index kept in step with the catalogue, and the matcher.
+
+Identification works before any training (the ImageNet backbone alone, model version "pretrained")
+and improves with every ``coinlens train``. References are the images of catalogued specimens; an
+image catalogued after the index was built (by ingest or by review) joins it on the next call,
+without retraining.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image as PILImage
+from sqlalchemy import select
+
+from coinlens.catalog import CoinType, Home, Image, ModelVersion, Specimen
+from coinlens.identify.scoring import (
+    Calibration,
+    Suggestion,
+    combine_images,
+    decide,
+    image_type_scores,
+    rank,
+)
+from coinlens.index import ReferenceIndex
+from coinlens.model.embedder import Embedder
+from coinlens.model.network import DEFAULT_BACKBONE
+from coinlens.model.transforms import crop_to_array
+from coinlens.storage import ObjectStore
+
+NEIGHBOURS = 30
+PRETRAINED_INPUT_SIZE = 128
+
+
+@dataclass(frozen=True)
+class CropRef:
+    """A stored coin crop and what the catalogue says about it."""
+
+    image_id: int
+    specimen_id: int
+    side: str
+    crop_key: str
+    round: bool
+    sha256: str
+    type_id: int | None = None
+
+
+def crop_refs(rows: Iterable[tuple[Image, Specimen]]) -> list[CropRef]:
+    refs = []
+    for image, specimen in rows:
+        crop = image.crop or {}
+        refs.append(
+            CropRef(
+                image_id=image.id,
+                specimen_id=specimen.id,
+                side=image.side,
+                crop_key=crop.get("key") or image.key,
+                round=bool(crop.get("round", True)),
+                sha256=image.sha256,
+                type_id=specimen.type_id,
+            )
+        )
+    return refs
+
+
+def catalogued_crops(home: Home) -> list[CropRef]:
+    """Every image of a catalogued specimen with a type: the references."""
+    with home.catalog.reader() as session:
+        rows = session.execute(
+            select(Image, Specimen)
+            .join(Specimen, Image.specimen_id == Specimen.id)
+            .where(Specimen.status == "catalogued", Specimen.type_id.is_not(None))
+            .order_by(Image.id)
+        ).all()
+        return crop_refs(rows)
+
+
+def load_crops(store: ObjectStore, refs: Sequence[CropRef], size: int) -> np.ndarray:
+    """Decode stored crops into an (N, size, size, 3) uint8 batch."""
+    arrays = [
+        crop_to_array(PILImage.open(io.BytesIO(store.get(ref.crop_key))), size) for ref in refs
+    ]
+    return np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
+
+
+def embed_refs(
+    home: Home,
+    embedder: Embedder,
+    refs: Sequence[CropRef],
+    *,
+    on_batch: Callable[[int], None] | None = None,
+    batch: int = 128,
+) -> np.ndarray:
+    """Embeddings of stored crops, a batch at a time (bounded memory)."""
+    out = []
+    for start in range(0, len(refs), batch):
+        chunk = refs[start : start + batch]
+        arrays = load_crops(home.store, chunk, embedder.input_size)
+        out.append(embedder.embed_arrays(arrays, np.array([r.round for r in chunk])))
+        if on_batch:
+            on_batch(len(chunk))
+    return np.concatenate(out) if out else np.zeros((0, embedder.dim), np.float32)
+
+
+@dataclass
+class CurrentModel:
+    version: ModelVersion
+    embedder: Embedder
+    calibration: Calibration
+
+    @property
+    def index_key(self) -> str:
+        return f"indexes/model-{self.version.id}/references.npz"
+
+
+def pretrained_version(home: Home, backbone: str = DEFAULT_BACKBONE) -> ModelVersion:
+    """The model version of the untrained backbone, created the first time it is needed."""
+    with home.catalog.session() as session:
+        version = session.scalar(
+            select(ModelVersion)
+            .where(ModelVersion.backbone == backbone)
+            .where(ModelVersion.artefacts.is_(None))
+            .order_by(ModelVersion.id.desc())
+        )
+        if version is None:
+            version = ModelVersion(
+                backbone=backbone,
+                training_snapshot={"kind": "pretrained", "input_size": PRETRAINED_INPUT_SIZE},
+                metrics={},
+            )
+            session.add(version)
+            session.flush()
+        return version
+
+
+def current_model(home: Home, *, device: str = "cpu", onnx: bool = True) -> CurrentModel:
+    """The newest trained model, or the pretrained backbone when nothing was trained yet."""
+    with home.catalog.reader() as session:
+        version = session.scalar(
+            select(ModelVersion)
+            .where(ModelVersion.artefacts.is_not(None))
+            .order_by(ModelVersion.id.desc())
+        )
+    if version is not None:
+        embedder = Embedder.load(home.store, version.artefacts, device=device)
+    else:
+        version = pretrained_version(home)
+        embedder = Embedder.pretrained(version.backbone, PRETRAINED_INPUT_SIZE, device=device)
+    if onnx:
+        embedder.use_onnx()
+    calibration = Calibration.from_dict((version.metrics or {}).get("calibration"))
+    return CurrentModel(version, embedder, calibration)
+
+
+def sync_index(
+    home: Home,
+    model: CurrentModel,
+    *,
+    on_start: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> ReferenceIndex:
+    """Load the model's reference index and bring it in step with the catalogue (then save)."""
+    index = ReferenceIndex.load(home.store, model.index_key, model.embedder.dim)
+    refs = catalogued_crops(home)
+    wanted = {ref.image_id: ref for ref in refs}
+    stale = [
+        image_id
+        for image_id in index.ids
+        if image_id not in wanted or wanted[image_id].type_id != index.type_of[image_id]
+    ]
+    index.remove(stale)
+    missing = [ref for ref in refs if ref.image_id not in index]
+    if on_start:
+        on_start(len(missing))
+    if missing:
+        vectors = embed_refs(home, model.embedder, missing, on_batch=on_batch)
+        index.add(
+            np.array([r.image_id for r in missing]),
+            vectors,
+            np.array([r.type_id for r in missing]),
+            np.array([r.specimen_id for r in missing]),
+            [r.sha256 for r in missing],
+        )
+    if missing or stale:
+        index.save(home.store, model.index_key)
+    return index
+
+
+class Matcher:
+    """Neighbours -> per-type scores per image -> combined per specimen -> ranked, decided."""
+
+    def __init__(
+        self, index: ReferenceIndex, calibration: Calibration, *, neighbours: int = NEIGHBOURS
+    ) -> None:
+        self.index = index
+        self.calibration = calibration
+        self.neighbours = neighbours
+
+    def match(
+        self,
+        vectors: np.ndarray,
+        groups: Sequence[Sequence[int]],
+        *,
+        top_k: int = 5,
+        exclude: Sequence[tuple[set[int], set[str]]] | None = None,
+    ) -> list[tuple[list[Suggestion], str, dict[int, float]]]:
+        """For each group of rows of ``vectors`` (the images of one specimen): suggestions, the
+        decision, and the raw type scores. ``exclude[g]`` = (specimen ids, sha256s) never to count
+        as neighbours of group g (the specimen itself and exact copies, in leave-one-out)."""
+        extra = 0
+        if exclude:
+            extra = max((len(e[0]) + len(e[1])) * 4 for e in exclude) if exclude else 0
+        similarities, ids = self.index.search(vectors, self.neighbours + extra)
+        results = []
+        for g, rows in enumerate(groups):
+            per_image = []
+            for row in rows:
+                sims, neighbour_ids = similarities[row], ids[row]
+                if exclude:
+                    specimens, shas = exclude[g]
+                    keep = np.array(
+                        [
+                            i >= 0
+                            and self.index.specimen_of[int(i)] not in specimens
+                            and self.index.sha_of[int(i)] not in shas
+                            for i in neighbour_ids
+                        ],
+                        dtype=bool,
+                    )
+                    sims, neighbour_ids = sims[keep], neighbour_ids[keep]
+                sims, neighbour_ids = sims[: self.neighbours], neighbour_ids[: self.neighbours]
+                per_image.append(image_type_scores(sims, neighbour_ids, self.index.type_of))
+            scores, evidence = combine_images(per_image)
+            suggestions = rank(scores, evidence, self.calibration, top_k)
+            results.append((suggestions, decide(suggestions, self.calibration), scores))
+        return results
+
+
+def type_references(home: Home, type_ids: Iterable[int]) -> dict[int, str]:
+    ids = sorted(set(type_ids))
+    if not ids:
+        return {}
+    with home.catalog.reader() as session:
+        rows = session.execute(
+            select(CoinType.id, CoinType.reference).where(CoinType.id.in_(ids))
+        ).all()
+    return dict(rows)

@@ -1,0 +1,271 @@
+"""``coinlens eval``: how far the home's current model can be trusted, in numbers and pictures.
+
+References and queries are folders labelled as for ingest; nothing is written to the catalogue.
+With ``--leave-one-out`` one folder is both: each image is matched against all the others, never
+against itself or an exact copy of itself (same sha256), so duplicated pictures cannot inflate
+the score. Coverage at a precision is the largest share of queries that can be accepted, most
+confident first, with the accepted ones at least that precise.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image as PILImage
+from PIL import ImageDraw, ImageFont
+
+from coinlens.identify.engine import CurrentModel, Matcher
+from coinlens.identify.scoring import coverage_at_precision
+from coinlens.index import ReferenceIndex
+from coinlens.ingest import IngestError, Problem, scan_folder
+from coinlens.model.transforms import crop_to_array
+from coinlens.storage import sha256_hex
+from coinlens.vision import ImageLoadError, load_image
+from coinlens.vision.localise import crop_coin, locate_coins
+
+PRECISIONS = ("0.95", "0.98")
+
+
+@dataclass
+class LabelledSet:
+    """Crops of a labelled folder: one group (photo) may hold two sides."""
+
+    paths: list[Path] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    shas: list[str] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)  # one entry per crop
+    rounds: list[bool] = field(default_factory=list)
+    group_of_crop: list[int] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def groups(self) -> list[list[int]]:
+        groups: list[list[int]] = [[] for _ in self.paths]
+        for row, group in enumerate(self.group_of_crop):
+            groups[group].append(row)
+        return groups
+
+
+def load_labelled(
+    folder: Path, size: int, on_item: Callable[[], None] | None = None
+) -> LabelledSet:
+    """Decode and localise every labelled image below ``folder`` (a tray's coins share its
+    label; two sides of one picture form one group)."""
+    scan = scan_folder(folder)
+    labelled = [item for item in scan.items if item.type_reference]
+    if not labelled:
+        raise IngestError(f"{folder}: no labelled images (put each type's images in a folder)")
+    out = LabelledSet(problems=list(scan.problems))
+    for item in labelled:
+        try:
+            data = item.path.read_bytes()
+            image = load_image(data).rgb
+        except (OSError, ImageLoadError) as exc:
+            out.problems.append(Problem(item.origin, str(exc)))
+            continue
+        layout = locate_coins(image)
+        boxes = layout.boxes if layout.kind in ("pair", "tray") else layout.boxes[:1]
+        group = len(out.paths)
+        out.paths.append(item.path)
+        out.labels.append(item.type_reference)
+        out.shas.append(sha256_hex(data))
+        for box in boxes:
+            out.crops.append(crop_to_array(crop_coin(image, box), size))
+            out.rounds.append(box.round)
+            out.group_of_crop.append(group)
+        if on_item:
+            on_item()
+    return out
+
+
+@dataclass
+class EvalResult:
+    summary: dict[str, Any]
+    labels: list[str]
+    confusion: np.ndarray
+    mistakes: list[dict[str, Any]]
+
+
+def evaluate(
+    model: CurrentModel,
+    references: LabelledSet,
+    queries: LabelledSet | None,
+    *,
+    top_k: int = 5,
+) -> EvalResult:
+    """Match ``queries`` (or, if None, the references leave-one-out) and score the answers."""
+    embedder = model.embedder
+    leave_one_out = queries is None
+    ref_vectors = embedder.embed_arrays(np.stack(references.crops), np.array(references.rounds))
+    names = sorted(set(references.labels) | set(queries.labels if queries else []))
+    type_id = {name: i for i, name in enumerate(names)}
+    index = ReferenceIndex(embedder.dim)
+    index.add(
+        np.arange(len(references.crops)),
+        ref_vectors,
+        np.array([type_id[references.labels[g]] for g in references.group_of_crop]),
+        np.array(references.group_of_crop),
+        [references.shas[g] for g in references.group_of_crop],
+    )
+    matcher = Matcher(index, model.calibration)
+    started = time.perf_counter()
+    if leave_one_out:
+        queries = references
+        vectors = ref_vectors
+        exclude = [({g}, {references.shas[g]}) for g in range(len(references.paths))]
+    else:
+        vectors = embedder.embed_arrays(np.stack(queries.crops), np.array(queries.rounds))
+        exclude = None
+    results = matcher.match(vectors, queries.groups, top_k=max(top_k, 5), exclude=exclude)
+    seconds = time.perf_counter() - started
+    if leave_one_out:  # the reference embeddings were the query embeddings: count their time
+        seconds += 0.0
+
+    truths = [type_id[label] for label in queries.labels]
+    top1 = np.array(
+        [bool(r[0]) and r[0][0].type_id == t for r, t in zip(results, truths, strict=True)]
+    )
+    top5 = np.array(
+        [t in [s.type_id for s in r[0][:5]] for r, t in zip(results, truths, strict=True)]
+    )
+    probability = np.array([r[0][0].probability if r[0] else 0.0 for r in results])
+    confidence = np.array([r[0][0].score if r[0] else 0.0 for r in results])
+    accepted = np.array([r[1] == "auto_accept" for r in results])
+    decisions = {
+        d: int(sum(r[1] == d for r in results))
+        for d in ("auto_accept", "review", "possible_new_type")
+    }
+    confusion = np.zeros((len(names), len(names)), dtype=int)
+    for r, t in zip(results, truths, strict=True):
+        if r[0]:
+            confusion[t, r[0][0].type_id] += 1
+    summary = {
+        "n_queries": len(truths),
+        "top1": round(float(top1.mean()), 4) if len(top1) else 0.0,
+        "top5": round(float(top5.mean()), 4) if len(top5) else 0.0,
+        "coverage_at_precision": {
+            p: round(coverage_at_precision(probability, top1, float(p)), 4) for p in PRECISIONS
+        },
+        "images_per_second": round(len(queries.crops) / seconds, 1) if seconds else None,
+        "at_calibrated_threshold": {
+            "threshold": model.calibration.accept_threshold,
+            "coverage": round(float(accepted.mean()), 4) if len(accepted) else 0.0,
+            "precision": round(float(top1[accepted].mean()), 4) if accepted.any() else None,
+        },
+        "decisions": decisions,
+        "leave_one_out": leave_one_out,
+        "model_version": model.version.id,
+        "backbone": model.version.backbone,
+        "n_references": len(references.crops),
+        "problems": len(references.problems) + (0 if leave_one_out else len(queries.problems)),
+    }
+    wrong = [i for i in np.argsort(-confidence) if not top1[i]][:40]
+    mistakes = []
+    for i in wrong:
+        suggestions, decision, _ = results[i]
+        mistakes.append(
+            {
+                "query": queries.paths[i],
+                "truth": names[truths[i]],
+                "decision": decision,
+                "suggestions": [
+                    {
+                        "type": names[s.type_id],
+                        "score": s.score,
+                        "similarity": s.similarity,
+                        "evidence": [
+                            references.paths[references.group_of_crop[e]] for e in s.evidence[:3]
+                        ],
+                    }
+                    for s in suggestions[:3]
+                ],
+            }
+        )
+    return EvalResult(summary, names, confusion, mistakes)
+
+
+def confusion_png(labels: list[str], confusion: np.ndarray, path: Path) -> None:
+    """A confusion matrix as a picture: rows the true type, columns the suggested one."""
+    n = len(labels)
+    cell = max(14, min(48, 900 // max(n, 1)))
+    font = ImageFont.load_default()
+    margin = min(220, 12 + 7 * max((len(label) for label in labels), default=1))
+    size = margin + cell * n + 10
+    image = PILImage.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(image)
+    rows = confusion.sum(axis=1, keepdims=True).clip(min=1)
+    share = confusion / rows
+    for i in range(n):
+        for j in range(n):
+            shade = int(255 * (1 - share[i, j]))
+            colour = (shade, shade, 255) if i == j else (255, shade, shade)
+            box = [
+                margin + j * cell,
+                margin + i * cell,
+                margin + (j + 1) * cell - 1,
+                margin + (i + 1) * cell - 1,
+            ]
+            draw.rectangle(box, fill=colour, outline=(220, 220, 220))
+            if confusion[i, j] and cell >= 20:
+                draw.text((box[0] + 3, box[1] + 3), str(confusion[i, j]), fill="black", font=font)
+        draw.text((4, margin + i * cell + cell // 3), labels[i][:30], fill="black", font=font)
+        column = PILImage.new("RGB", (margin, cell), "white")
+        ImageDraw.Draw(column).text((4, cell // 3), labels[i][:30], fill="black", font=font)
+        image.paste(column.rotate(90, expand=True), (margin + i * cell, 0))
+    draw.text((4, 4), "true \u2193  suggested \u2192", fill="black", font=font)
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, format="PNG")
+    tmp.replace(path)
+
+
+def _thumb(path: Path, size: int = 160) -> str:
+    try:
+        image = load_image(path.read_bytes()).rgb
+    except (OSError, ImageLoadError):
+        return ""
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def mistakes_html(result: EvalResult, path: Path) -> None:
+    """The most confident wrong answers: each query beside its suggested types' references."""
+    e = html.escape
+    rows = []
+    for mistake in result.mistakes:
+        cells = [
+            f'<td><img src="{_thumb(mistake["query"])}"><br><b>true: {e(mistake["truth"])}'
+            f"</b><br><small>{e(mistake['query'].name)}</small></td>"
+        ]
+        for s in mistake["suggestions"]:
+            pictures = "".join(
+                f'<img src="{_thumb(p, 100)}" title="{e(str(p))}">' for p in s["evidence"]
+            )
+            cells.append(
+                f"<td>{pictures}<br>{e(s['type'])} &middot; confidence "
+                f"{s['score']:.2f} &middot; similarity {s['similarity']:.3f}</td>"
+            )
+        rows.append(f"<tr><td>{e(mistake['decision'])}</td>{''.join(cells)}</tr>")
+    summary = result.summary
+    page = f"""<!doctype html><html lang="en"><meta charset="utf-8">
+<title>coinlens eval: worst mistakes</title>
+<style>body{{font-family:sans-serif;margin:1.5em}} td{{vertical-align:top;padding:6px;
+border-bottom:1px solid #ddd}} img{{margin:2px;border-radius:4px}}</style>
+<h1>Most confident mistakes</h1>
+<p>{summary["n_queries"]} queries &middot; top-1 {summary["top1"]:.3f} &middot; top-5
+{summary["top5"]:.3f} &middot; coverage at 98% precision
+{summary["coverage_at_precision"]["0.98"]:.3f} &middot; model version {summary["model_version"]}
+</p><table><tr><th>decision</th><th>query</th><th>1st suggestion</th><th>2nd</th><th>3rd</th>
+</tr>{"".join(rows) or "<tr><td>no mistakes</td></tr>"}</table></html>"""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)

