@@ -214,16 +214,14 @@ def fit_calibration(
 
 def accept_threshold(confidence: np.ndarray, correct: np.ndarray, precision: float) -> float:
     """The lowest confidence t at which the suggestions with confidence >= t are at least
-    ``precision`` right (1.01, i.e. never, if no t achieves it)."""
-    order = np.argsort(-confidence)
-    hits = np.cumsum(correct[order])
-    counts = np.arange(1, len(order) + 1)
-    ok = np.flatnonzero(hits / counts >= precision)
-    if len(ok) == 0:
-        return 1.01
-    last = ok[-1]
-    # do not split ties: the threshold is a confidence value, all equal values are accepted
-    return float(confidence[order][last])
+    ``precision`` right (1.01, i.e. never, if no t achieves it). Equal confidences are accepted
+    or refused together, as a threshold would."""
+    best = 1.01
+    for value in np.unique(confidence)[::-1]:
+        accepted = confidence >= value
+        if correct[accepted].mean() >= precision:
+            best = float(value)
+    return best
 
 
 def coverage_at_precision(confidence: np.ndarray, correct: np.ndarray, precision: float) -> float:

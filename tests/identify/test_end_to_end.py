@@ -1,0 +1,161 @@
+"""ingest -> train -> identify -> eval on a small real subset (the bundled euro-coins sample)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from coinlens.catalog import Home, ModelVersion, Specimen, Suggestion
+from helpers import make_image
+
+SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "euro-coins"
+TYPES = ["10c", "1c", "1e", "20c", "2c", "2e", "50c", "5c"]
+
+
+def _subset(source: Path, target: Path, per_type: int) -> Path:
+    for name in TYPES:
+        (target / name).mkdir(parents=True)
+        for path in sorted((source / name).glob("*.jpg"))[:per_type]:
+            shutil.copy(path, target / name / path.name)
+    return target
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    """A home with 12 references per type and a model trained for one epoch."""
+    from typer.testing import CliRunner
+
+    from coinlens.cli.app import app
+
+    root = tmp_path_factory.mktemp("e2e")
+    references = _subset(SAMPLE / "references", root / "references", 12)
+    queries = _subset(SAMPLE / "backlog", root / "queries", 5)
+    home = root / "home"
+    runner = CliRunner()
+    result = runner.invoke(app, ["ingest", str(references), "--home", str(home)])
+    assert result.exit_code == 0, result.stderr
+    result = runner.invoke(app, ["train", "--home", str(home), "--epochs", "2", "--json"])
+    assert result.exit_code == 0, result.stderr
+    return home, references, queries, json.loads(result.stdout)
+
+
+def test_train_saves_a_calibrated_version(trained) -> None:
+    home, _, _, summary = trained
+    assert summary["model_version"] >= 1
+    assert summary["types"] == 8 and summary["heldout_images"] > 0
+    with Home.open(home) as opened, opened.catalog.reader() as session:
+        version = session.get(ModelVersion, summary["model_version"])
+        assert opened.store.exists(version.artefacts["weights"])
+        assert opened.store.exists(f"indexes/model-{version.id}/references.npz")
+        calibration = version.metrics["calibration"]
+        assert calibration["n_heldout"] > 0 and 0 < calibration["temperature"] < 1
+
+
+def test_identify_writes_suggestions_and_results(cli, trained, tmp_path: Path) -> None:
+    home, _, queries, _ = trained
+    out = tmp_path / "results.jsonl"
+    result = cli("identify", queries, "--home", home, "--out", out, "--top-k", "3")
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 40
+    right = 0
+    for record in records:
+        assert record["decision"] in ("auto_accept", "review", "possible_new_type")
+        assert 1 <= len(record["suggestions"]) <= 3
+        scores = [s["score"] for s in record["suggestions"]]
+        assert scores == sorted(scores, reverse=True)
+        assert all(s["evidence"] for s in record["suggestions"])
+        truth = Path(record["source"]).parent.name
+        right += record["suggestions"][0]["type"] == truth
+    assert right / len(records) > 0.3  # chance is 1/8
+    with Home.open(home) as opened, opened.catalog.reader() as session:
+        assert session.scalar(select(func.count(func.distinct(Suggestion.specimen_id)))) == 40
+        assert (
+            session.scalar(
+                select(func.count()).select_from(Specimen).where(Specimen.status == "backlog")
+            )
+            == 40
+        )
+
+    again = cli("identify", queries, "--home", home, "--out", tmp_path / "r.csv")
+    assert again.exit_code == 0
+    assert "0 coins identified (40 already done)" in again.stdout
+    rows = list(csv.DictReader((tmp_path / "r.csv").open()))
+    assert len(rows) == 40 and {"type_1", "score_1", "evidence_1", "decision"} <= set(rows[0])
+
+
+def test_eval_reports_numbers_and_pictures(cli, trained, tmp_path: Path) -> None:
+    home, references, queries, _ = trained
+    report = tmp_path / "report" / "eval.json"
+    report.parent.mkdir()
+    result = cli(
+        "eval", "--references", references, "--queries", queries, "--home", home, "--json", report
+    )
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(report.read_text())
+    assert summary["n_queries"] == 40
+    assert set(summary["coverage_at_precision"]) == {"0.95", "0.98"}
+    assert 0.3 < summary["top1"] <= summary["top5"] <= 1
+    assert summary["images_per_second"] > 0
+    png = (tmp_path / "report" / "eval.confusion.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    html = (tmp_path / "report" / "eval.mistakes.html").read_text()
+    assert "Most confident mistakes" in html and "data:image/jpeg;base64" in html
+
+
+def test_eval_leave_one_out_never_counts_exact_copies(cli, trained, tmp_path: Path) -> None:
+    home, references, _, _ = trained
+    folder = tmp_path / "loo"
+    shutil.copytree(references, folder)
+    for name in TYPES:  # every image duplicated: a lazy matcher would score 100%
+        for path in list((folder / name).glob("*.jpg")):
+            shutil.copy(path, path.with_name(f"copy-{path.name}"))
+    report = tmp_path / "loo.json"
+    result = cli(
+        "eval", "--references", folder, "--leave-one-out", "--home", home, "--json", report
+    )
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(report.read_text())
+    assert summary["n_queries"] == 8 * 12 * 2 and summary["leave_one_out"]
+    assert summary["top1"] < 0.999
+
+
+def test_a_new_type_is_found_without_retraining(cli, trained, tmp_path: Path) -> None:
+    """One reference image of a type the model never saw is enough to be suggested."""
+    home, _, _, _ = trained
+    new_type = tmp_path / "new" / "token"
+    make_image(new_type / "token.png", fmt="PNG", size=150, seed=42)
+    assert cli("ingest", tmp_path / "new", "--home", home).exit_code == 0
+    query = tmp_path / "query"
+    query.mkdir()
+    shutil.copy(new_type / "token.png", query / "same-token.png")
+    out = tmp_path / "new.jsonl"
+    result = cli("identify", query, "--home", home, "--out", out)
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(out.read_text())
+    assert record["suggestions"][0]["type"] == "token"
+    with Home.open(home) as opened, opened.catalog.reader() as session:
+        assert session.scalar(select(func.count()).select_from(ModelVersion)) == 1
+
+
+def test_bad_and_non_coin_images_do_not_crash_a_batch(cli, trained, tmp_path: Path) -> None:
+    home, _, _, _ = trained
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    (batch / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    from PIL import Image
+
+    Image.new("RGB", (300, 200), (30, 160, 40)).save(batch / "lawn.png")  # no coin at all
+    shutil.copy(sorted((SAMPLE / "backlog" / "2e").glob("*.jpg"))[0], batch / "coin.jpg")
+    out = tmp_path / "batch.jsonl"
+    result = cli("identify", batch, "--home", home, "--out", out)
+    assert result.exit_code == 0, result.stderr
+    assert f"{batch / 'broken.jpg'}: " in result.stderr
+    records = {Path(r["source"]).name: r for r in map(json.loads, out.read_text().splitlines())}
+    assert set(records) == {"lawn.png", "coin.jpg"}
+    assert records["lawn.png"]["decision"] in ("possible_new_type", "review")
