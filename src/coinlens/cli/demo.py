@@ -13,7 +13,6 @@ from coinlens.cli.app import _print_ingest_summary, _print_status, run_ingest
 from coinlens.cli.common import HomeOption, app, fail, out
 from coinlens.cli.recognition import _print_mapping, print_eval, run_eval, run_identify, run_train
 from coinlens.config import SettingsError
-from coinlens.model.train import TrainConfig
 from coinlens.storage import StoreError
 
 DEMO_EPOCHS = 8
@@ -58,6 +57,8 @@ def demo(
             _print_status(catalog_counts(session), specimens_per_type(session))
 
         out.rule("2. train on them (held-out coins calibrate the confidence)")
+        from coinlens.model.train import TrainConfig
+
         summary = run_train(opened, TrainConfig(epochs=epochs))
         _print_mapping(f"model version {summary['model_version']}", summary)
 

