@@ -26,6 +26,8 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/identify.py
+	$(BIN)/python bench/index.py
 
 clean:
 	rm -rf $(VENV) demo-home .pytest_cache bench/results

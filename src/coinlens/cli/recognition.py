@@ -118,7 +118,7 @@ def run_identify(
         suggestion_records,
         write_results,
     )
-    from coinlens.identify.engine import Matcher, current_model, sync_index
+    from coinlens.identify.engine import Matcher, current_model, store_verifier, sync_index
     from coinlens.identify.training import calibrate_pretrained
     from coinlens.ingest import ingest_items, scan_path
 
@@ -160,7 +160,7 @@ def run_identify(
         summary = identify_specimens(
             home,
             model,
-            Matcher(index, model.calibration),
+            Matcher(index, model.calibration, verifier=store_verifier(home)),
             specimen_ids,
             target=str(path),
             top_k=top_k,
@@ -220,7 +220,12 @@ def identify(
 
 
 def run_eval(
-    home: Home, references: Path, queries: Path | None, json_path: Path | None
+    home: Home,
+    references: Path,
+    queries: Path | None,
+    json_path: Path | None,
+    *,
+    verify: bool = True,
 ) -> tuple[EvalResult, Path]:
     """Evaluate and write the JSON, confusion matrix PNG and mistakes HTML; returns the result
     and the folder the pictures went to."""
@@ -241,7 +246,7 @@ def run_eval(
                 queries, model.embedder.input_size, lambda: progress.update(task, advance=1)
             )
         task = progress.add_task("match", total=None, note="")
-        result = evaluate(model, ref_set, query_set)
+        result = evaluate(model, ref_set, query_set, verify=verify)
         progress.update(task, total=1, completed=1)
     for problem in ref_set.problems + (query_set.problems if query_set else []):
         err.print(f"coinlens: error: {problem}", markup=False)
@@ -291,6 +296,10 @@ def eval_command(
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Write the metrics here (pictures beside it).")
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option("--verify/--no-verify", help="Re-rank uncertain matches by keypoints."),
+    ] = True,
 ) -> None:
     """Measure top-1/top-5, coverage at 95%/98% precision and speed on labelled folders."""
     if queries is None and not leave_one_out:
@@ -301,7 +310,7 @@ def eval_command(
     with open_home(home) as opened:
         try:
             result, folder = run_eval(
-                opened, references, None if leave_one_out else queries, json_file
+                opened, references, None if leave_one_out else queries, json_file, verify=verify
             )
         except IngestError as exc:
             fail(str(exc), 2)

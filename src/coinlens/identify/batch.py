@@ -24,6 +24,7 @@ from sqlalchemy import delete, or_, select
 from coinlens.catalog import CoinType, Home, Image, Job, Specimen, Suggestion
 from coinlens.catalog.models import utcnow
 from coinlens.identify.engine import CurrentModel, Matcher, crop_refs, load_crops
+from coinlens.identify.verify import decode_crop
 from coinlens.ingest import IngestItem
 
 CHUNK = 64
@@ -119,7 +120,10 @@ def identify_specimens(
             arrays = load_crops(home.store, refs, model.embedder.input_size)
             vectors = model.embedder.embed_arrays(arrays, np.array([r.round for r in refs]))
             results = matcher.match(
-                vectors, [groups_by_specimen[s] for s in specimens], top_k=top_k
+                vectors,
+                [groups_by_specimen[s] for s in specimens],
+                top_k=top_k,
+                query_crop=lambda row, refs=refs: decode_crop(home.store.get(refs[row].crop_key)),
             )
             with home.catalog.session() as session:
                 session.execute(

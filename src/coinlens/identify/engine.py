@@ -24,7 +24,9 @@ from coinlens.identify.scoring import (
     decide,
     image_type_scores,
     rank,
+    softmax,
 )
+from coinlens.identify.verify import KeypointVerifier, decode_crop
 from coinlens.index import ReferenceIndex
 from coinlens.model.embedder import Embedder
 from coinlens.model.network import DEFAULT_BACKBONE
@@ -193,11 +195,17 @@ class Matcher:
     """Neighbours -> per-type scores per image -> combined per specimen -> ranked, decided."""
 
     def __init__(
-        self, index: ReferenceIndex, calibration: Calibration, *, neighbours: int = NEIGHBOURS
+        self,
+        index: ReferenceIndex,
+        calibration: Calibration,
+        *,
+        neighbours: int = NEIGHBOURS,
+        verifier: KeypointVerifier | None = None,
     ) -> None:
         self.index = index
         self.calibration = calibration
         self.neighbours = neighbours
+        self.verifier = verifier
 
     def match(
         self,
@@ -206,10 +214,12 @@ class Matcher:
         *,
         top_k: int = 5,
         exclude: Sequence[tuple[set[int], set[str]]] | None = None,
+        query_crop: Callable[[int], np.ndarray] | None = None,
     ) -> list[tuple[list[Suggestion], str, dict[int, float]]]:
         """For each group of rows of ``vectors`` (the images of one specimen): suggestions, the
         decision, and the raw type scores. ``exclude[g]`` = (specimen ids, sha256s) never to count
-        as neighbours of group g (the specimen itself and exact copies, in leave-one-out)."""
+        as neighbours of group g (the specimen itself and exact copies, in leave-one-out).
+        ``query_crop(row)`` gives a row's crop for keypoint verification, when a verifier is set."""
         extra = 0
         if exclude:
             extra = max((len(e[0]) + len(e[1])) * 4 for e in exclude) if exclude else 0
@@ -232,11 +242,36 @@ class Matcher:
                     )
                     sims, neighbour_ids = sims[keep], neighbour_ids[keep]
                 sims, neighbour_ids = sims[: self.neighbours], neighbour_ids[: self.neighbours]
-                per_image.append(image_type_scores(sims, neighbour_ids, self.index.type_of))
+                scored = image_type_scores(sims, neighbour_ids, self.index.type_of)
+                if self.verifier is not None and query_crop is not None and scored[0]:
+                    values = np.array(list(scored[0].values()))
+                    if (
+                        softmax(values, self.calibration.temperature).max()
+                        < self.verifier.confident
+                    ):
+                        sims, neighbour_ids = self.verifier.rescore(
+                            query_crop(row), sims, neighbour_ids
+                        )
+                        scored = image_type_scores(sims, neighbour_ids, self.index.type_of)
+                per_image.append(scored)
             scores, evidence = combine_images(per_image)
             suggestions = rank(scores, evidence, self.calibration, top_k)
             results.append((suggestions, decide(suggestions, self.calibration), scores))
         return results
+
+
+def store_verifier(home: Home) -> KeypointVerifier:
+    """A verifier that reads reference crops from the home's store by image id."""
+    keys: dict[int, str] = {}
+
+    def load(image_id: int) -> np.ndarray:
+        if image_id not in keys:
+            with home.catalog.reader() as session:
+                image = session.get(Image, image_id)
+                keys[image_id] = (image.crop or {}).get("key") or image.key
+        return decode_crop(home.store.get(keys[image_id]))
+
+    return KeypointVerifier(load)
 
 
 def type_references(home: Home, type_ids: Iterable[int]) -> dict[int, str]:

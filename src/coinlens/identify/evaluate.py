@@ -24,11 +24,13 @@ from PIL import ImageDraw, ImageFont
 
 from coinlens.identify.engine import CurrentModel, Matcher
 from coinlens.identify.scoring import coverage_at_precision
+from coinlens.identify.verify import KeypointVerifier, decode_crop
 from coinlens.index import ReferenceIndex
 from coinlens.ingest import IngestError, Problem, scan_folder
 from coinlens.model.transforms import crop_to_array
 from coinlens.storage import sha256_hex
 from coinlens.vision import ImageLoadError, load_image
+from coinlens.vision.keypoints import FEATURE_SIZE
 from coinlens.vision.localise import crop_coin, locate_coins
 
 PRECISIONS = ("0.95", "0.98")
@@ -42,6 +44,7 @@ class LabelledSet:
     labels: list[str] = field(default_factory=list)
     shas: list[str] = field(default_factory=list)
     crops: list[np.ndarray] = field(default_factory=list)  # one entry per crop
+    keypoint_crops: list[bytes] = field(default_factory=list)  # JPEG at keypoint resolution
     rounds: list[bool] = field(default_factory=list)
     group_of_crop: list[int] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
@@ -78,12 +81,46 @@ def load_labelled(
         out.labels.append(item.type_reference)
         out.shas.append(sha256_hex(data))
         for box in boxes:
-            out.crops.append(crop_to_array(crop_coin(image, box), size))
+            crop = crop_coin(image, box, max_size=FEATURE_SIZE)
+            out.crops.append(crop_to_array(crop, size))
+            buffer = io.BytesIO()
+            crop.save(buffer, format="JPEG", quality=90)
+            out.keypoint_crops.append(buffer.getvalue())
             out.rounds.append(box.round)
             out.group_of_crop.append(group)
         if on_item:
             on_item()
     return out
+
+
+def answerable_queries(
+    references: LabelledSet, queries: LabelledSet, leave_one_out: bool
+) -> tuple[list[int], int]:
+    """Query groups to score, and how many were left out because no answer could be right.
+
+    Leave-one-out keeps one copy of each (picture, label): exact duplicates are one query, not
+    many; a query counts only if another, different picture of its type exists to find. Otherwise
+    a query counts if its type is among the references.
+    """
+    if not leave_one_out:
+        known = set(references.labels)
+        selected = [g for g, label in enumerate(queries.labels) if label in known]
+        return selected, len(queries.labels) - len(selected)
+    pictures: dict[str, set[str]] = {}
+    for sha, label in zip(references.shas, references.labels, strict=True):
+        pictures.setdefault(label, set()).add(sha)
+    seen: set[tuple[str, str]] = set()
+    selected = []
+    unanswerable = 0
+    for g, (sha, label) in enumerate(zip(queries.shas, queries.labels, strict=True)):
+        if (sha, label) in seen:
+            continue
+        seen.add((sha, label))
+        if pictures[label] - {sha}:
+            selected.append(g)
+        else:
+            unanswerable += 1
+    return selected, unanswerable
 
 
 @dataclass
@@ -100,11 +137,15 @@ def evaluate(
     queries: LabelledSet | None,
     *,
     top_k: int = 5,
+    verify: bool = True,
 ) -> EvalResult:
-    """Match ``queries`` (or, if None, the references leave-one-out) and score the answers."""
+    """Match ``queries`` (or, if None, the references leave-one-out) and score the answers;
+    ``verify`` re-ranks uncertain shortlists by keypoint matching."""
     embedder = model.embedder
     leave_one_out = queries is None
+    embed_started = time.perf_counter()
     ref_vectors = embedder.embed_arrays(np.stack(references.crops), np.array(references.rounds))
+    embed_seconds = time.perf_counter() - embed_started
     names = sorted(set(references.labels) | set(queries.labels if queries else []))
     type_id = {name: i for i, name in enumerate(names)}
     index = ReferenceIndex(embedder.dim)
@@ -115,21 +156,32 @@ def evaluate(
         np.array(references.group_of_crop),
         [references.shas[g] for g in references.group_of_crop],
     )
-    matcher = Matcher(index, model.calibration)
+    verifier = None
+    if verify:
+        verifier = KeypointVerifier(lambda i: decode_crop(references.keypoint_crops[i]))
+    matcher = Matcher(index, model.calibration, verifier=verifier)
     started = time.perf_counter()
     if leave_one_out:
         queries = references
         vectors = ref_vectors
-        exclude = [({g}, {references.shas[g]}) for g in range(len(references.paths))]
     else:
         vectors = embedder.embed_arrays(np.stack(queries.crops), np.array(queries.rounds))
-        exclude = None
-    results = matcher.match(vectors, queries.groups, top_k=max(top_k, 5), exclude=exclude)
+    selected, unanswerable = answerable_queries(references, queries, leave_one_out)
+    exclude = [({g}, {references.shas[g]}) for g in selected] if leave_one_out else None
+    all_groups = queries.groups
+    results = matcher.match(
+        vectors,
+        [all_groups[g] for g in selected],
+        top_k=max(top_k, 5),
+        exclude=exclude,
+        query_crop=lambda row: decode_crop(queries.keypoint_crops[row]),
+    )
     seconds = time.perf_counter() - started
-    if leave_one_out:  # the reference embeddings were the query embeddings: count their time
-        seconds += 0.0
+    if leave_one_out:  # the queries' embeddings are the references': count that time too
+        seconds += embed_seconds
+    n_images = sum(len(all_groups[g]) for g in selected) if leave_one_out else len(queries.crops)
 
-    truths = [type_id[label] for label in queries.labels]
+    truths = [type_id[queries.labels[g]] for g in selected]
     top1 = np.array(
         [bool(r[0]) and r[0][0].type_id == t for r, t in zip(results, truths, strict=True)]
     )
@@ -149,12 +201,13 @@ def evaluate(
             confusion[t, r[0][0].type_id] += 1
     summary = {
         "n_queries": len(truths),
+        "n_unanswerable": unanswerable,
         "top1": round(float(top1.mean()), 4) if len(top1) else 0.0,
         "top5": round(float(top5.mean()), 4) if len(top5) else 0.0,
         "coverage_at_precision": {
             p: round(coverage_at_precision(probability, top1, float(p)), 4) for p in PRECISIONS
         },
-        "images_per_second": round(len(queries.crops) / seconds, 1) if seconds else None,
+        "images_per_second": round(n_images / seconds, 1) if seconds else None,
         "at_calibrated_threshold": {
             "threshold": model.calibration.accept_threshold,
             "coverage": round(float(accepted.mean()), 4) if len(accepted) else 0.0,
@@ -162,6 +215,7 @@ def evaluate(
         },
         "decisions": decisions,
         "leave_one_out": leave_one_out,
+        "verified_by_keypoints": verifier.verified if verifier else 0,
         "model_version": model.version.id,
         "backbone": model.version.backbone,
         "n_references": len(references.crops),
@@ -173,7 +227,7 @@ def evaluate(
         suggestions, decision, _ = results[i]
         mistakes.append(
             {
-                "query": queries.paths[i],
+                "query": queries.paths[selected[i]],
                 "truth": names[truths[i]],
                 "decision": decision,
                 "suggestions": [

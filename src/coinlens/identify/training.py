@@ -23,11 +23,14 @@ from coinlens.identify.engine import (
     catalogued_crops,
     embed_refs,
     load_crops,
+    store_verifier,
 )
 from coinlens.identify.scoring import Calibration, fit_calibration
+from coinlens.identify.verify import KeypointVerifier, decode_crop
 from coinlens.index import ReferenceIndex
 from coinlens.model.embedder import Embedder
 from coinlens.model.train import TrainConfig, train_embedding
+from coinlens.storage import ObjectStore
 
 
 class TrainingError(RuntimeError):
@@ -88,6 +91,8 @@ def calibrate(
     *,
     target_precision: float,
     leave_one_out: bool = False,
+    verifier: KeypointVerifier | None = None,
+    store: ObjectStore | None = None,
 ) -> tuple[Calibration, dict[str, float]]:
     """Fit calibration on ``queries`` (held-out coins, or with ``leave_one_out`` the references
     themselves, each without its own specimen and exact copies). Returns it with top-1/top-5."""
@@ -99,8 +104,10 @@ def calibrate(
             ({s}, {queries[r].sha256 for r in rows})
             for s, rows in zip(specimen_ids, groups, strict=True)
         ]
-    matcher = Matcher(index, Calibration())
-    results = matcher.match(vectors, groups, top_k=5, exclude=exclude)
+    matcher = Matcher(index, Calibration(), verifier=verifier)
+    crop_of = {row: queries[row].crop_key for group in groups for row in group}
+    query_crop = (lambda row: decode_crop(store.get(crop_of[row]))) if store else None
+    results = matcher.match(vectors, groups, top_k=5, exclude=exclude, query_crop=query_crop)
     scores = [result[2] for result in results]
     calibration = fit_calibration(scores, truths, target_precision)
     top5 = (
@@ -132,7 +139,13 @@ def calibrate_pretrained(
         return model.calibration
     vectors = index.vectors([r.image_id for r in refs])
     calibration, scores = calibrate(
-        index, refs, vectors, target_precision=target_precision, leave_one_out=True
+        index,
+        refs,
+        vectors,
+        target_precision=target_precision,
+        leave_one_out=True,
+        verifier=store_verifier(home),
+        store=home.store,
     )
     with home.catalog.session() as session:
         version = session.get(ModelVersion, model.version.id)
@@ -198,7 +211,12 @@ def train_model(
     train_index = build_index(train, train_vectors)
     if heldout:
         calibration, validation = calibrate(
-            train_index, heldout, heldout_vectors, target_precision=target_precision
+            train_index,
+            heldout,
+            heldout_vectors,
+            target_precision=target_precision,
+            verifier=store_verifier(home),
+            store=home.store,
         )
         validation["method"] = "held-out"
     else:  # too few coins to hold any out: leave-one-out over the training coins
@@ -208,6 +226,8 @@ def train_model(
             train_vectors,
             target_precision=target_precision,
             leave_one_out=True,
+            verifier=store_verifier(home),
+            store=home.store,
         )
         validation["method"] = "leave-one-out (no held-out coins)"
     validation["n_heldout_images"] = len(heldout)

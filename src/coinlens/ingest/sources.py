@@ -107,7 +107,13 @@ def scan_folder(root: Path, *, status: str | None = None, batch: str | None = No
     def on_error(exc: OSError) -> None:
         problems.append(Problem(exc.filename or str(root), f"cannot list folder ({exc.strerror})"))
 
-    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error, followlinks=False):
+    visited: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in visited:  # a link back up the tree: do not loop
+            dirnames[:] = []
+            continue
+        visited.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if _is_hidden(name):

@@ -1,0 +1,114 @@
+"""Reference search at scale: exact inner product vs HNSW, on synthetic 256-d unit vectors.
+
+For 10k, 100k and 1M references (``--sizes``): build time, memory of the index, query latency
+p50/p95 (one query at a time, as identify's verification loop asks) and batch throughput, and
+recall@10 of the approximate index against exact search. Prints and writes JSON
+(``bench/results/index.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from coinlens.index import ReferenceIndex
+
+REPO = Path(__file__).resolve().parents[1]
+DIM = 256
+
+
+def unit_vectors(n: int, rng: np.random.Generator, centres: np.ndarray) -> np.ndarray:
+    """Clustered like real embeddings: points scattered around type centres."""
+    labels = rng.integers(0, len(centres), n)
+    vectors = centres[labels] + rng.normal(scale=0.6, size=(n, DIM)).astype(np.float32)
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def latency(search, queries: np.ndarray) -> tuple[float, float]:
+    times = []
+    for query in queries:
+        started = time.perf_counter()
+        search(query[None, :])
+        times.append((time.perf_counter() - started) * 1000)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 95))
+
+
+def run(n: int, queries: int, rng: np.random.Generator) -> dict:
+    centres = rng.normal(size=(max(10, n // 50), DIM)).astype(np.float32)
+    data = unit_vectors(n, rng, centres)
+    query = unit_vectors(queries, rng, centres)
+    result: dict = {"references": n, "queries": queries}
+
+    started = time.perf_counter()
+    exact = ReferenceIndex(DIM)
+    ids = np.arange(n)
+    for start in range(0, n, 100_000):  # incremental, as the catalogue grows
+        end = min(n, start + 100_000)
+        exact.add(
+            ids[start:end],
+            data[start:end],
+            ids[start:end] % 1000,
+            ids[start:end],
+            [""] * (end - start),
+        )
+    result["exact_build_seconds"] = round(time.perf_counter() - started, 2)
+    result["exact_memory_mb"] = round(n * DIM * 4 / 2**20, 1)
+    started = time.perf_counter()
+    _, truth = exact.search(query, 10)
+    result["exact_batch_queries_per_second"] = round(queries / (time.perf_counter() - started), 1)
+    p50, p95 = latency(lambda q: exact.search(q, 10), query[:200])
+    result["exact_latency_ms"] = {"p50": round(p50, 3), "p95": round(p95, 3)}
+
+    hnsw = faiss.IndexHNSWFlat(DIM, 32, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = 80
+    started = time.perf_counter()
+    hnsw.add(data)
+    result["hnsw_build_seconds"] = round(time.perf_counter() - started, 2)
+    result["hnsw_memory_mb"] = round(len(faiss.serialize_index(hnsw)) / 2**20, 1)
+    for ef in (64, 128):
+        hnsw.hnsw.efSearch = ef
+        started = time.perf_counter()
+        _, found = hnsw.search(query, 10)
+        seconds = time.perf_counter() - started
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)])
+        p50, p95 = latency(lambda q: hnsw.search(q, 10), query[:200])
+        result[f"hnsw_ef{ef}"] = {
+            "recall_at_10": round(float(recall), 4),
+            "batch_queries_per_second": round(queries / seconds, 1),
+            "latency_ms": {"p50": round(p50, 3), "p95": round(p95, 3)},
+        }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "index.json")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    results = {
+        "benchmark": "reference index search",
+        "dim": DIM,
+        "threads": faiss.omp_get_max_threads(),
+        "runs": [],
+    }
+    for size in (int(s) for s in args.sizes.split(",")):
+        run_result = run(size, args.queries, rng)
+        print(json.dumps(run_result))
+        results["runs"].append(run_result)
+    text = json.dumps(results, indent=2)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".json.tmp")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, args.out)
+
+
+if __name__ == "__main__":
+    main()
