@@ -29,6 +29,7 @@ from coinlens.catalog import Home
 from coinlens.identify.engine import Matcher, current_model, store_verifier, sync_index
 from coinlens.model.network import CoinNet
 from coinlens.model.transforms import crop_to_array, to_tensor
+from coinlens.storage import atomic_write
 from coinlens.vision import load_image
 from coinlens.vision.localise import crop_coin, locate_coins
 
@@ -135,10 +136,7 @@ def main() -> None:
         results["peak_rss_mb"] = round(peak_rss_mb(), 1)
     text = json.dumps(results, indent=2)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, args.out)
+    atomic_write(args.out, text + "\n")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import faiss
 import numpy as np
 
 from coinlens.index import ReferenceIndex
+from coinlens.storage import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 256
@@ -104,10 +104,7 @@ def main() -> None:
         print(json.dumps(run_result))
         results["runs"].append(run_result)
     text = json.dumps(results, indent=2)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, args.out)
+    atomic_write(args.out, text + "\n")
 
 
 if __name__ == "__main__":

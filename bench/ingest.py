@@ -20,6 +20,7 @@ from pathlib import Path
 
 from coinlens.catalog import Home
 from coinlens.ingest import ingest_items, scan_folder
+from coinlens.storage import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -115,10 +116,7 @@ def main() -> None:
             process.wait(timeout=10)
     text = json.dumps(results, indent=2)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".json.tmp")
-    tmp_out.write_text(text + "\n")
-    os.replace(tmp_out, args.out)
+    atomic_write(args.out, text + "\n")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Any
 
 from coinlens.catalog.db import Catalog
 from coinlens.config import Settings, load_settings
-from coinlens.storage import ObjectStore, open_store
+from coinlens.storage import ObjectStore, atomic_write, open_store
 
 SETTINGS_TEMPLATE = """\
 # coinlens settings for this home. Environment variables COINLENS_<NAME> override these.
@@ -46,9 +46,7 @@ class Home:
         settings.home.mkdir(parents=True, exist_ok=True)
         settings_file: Path = settings.settings_file
         if not settings_file.exists():
-            tmp = settings_file.with_suffix(".toml.tmp")
-            tmp.write_text(SETTINGS_TEMPLATE, encoding="utf-8")
-            os.replace(tmp, settings_file)
+            atomic_write(settings_file, SETTINGS_TEMPLATE)
         opened = cls.open(home, **overrides)
         opened.store.ensure_ready()
         return opened

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -15,7 +14,7 @@ from coinlens.catalog import Home
 from coinlens.cli.common import HomeOption, app, err, fail, open_home, out, stage_progress
 from coinlens.ingest import IngestError
 from coinlens.model.backbones import BACKBONES, DEFAULT_BACKBONE
-from coinlens.storage import StoreError
+from coinlens.storage import StoreError, atomic_write
 
 if TYPE_CHECKING:
     from coinlens.identify.evaluate import EvalResult
@@ -259,9 +258,7 @@ def run_eval(
     confusion_png(result.labels, result.confusion, folder / f"{stem}.confusion.png")
     mistakes_html(result, folder / f"{stem}.mistakes.html")
     target = json_path or folder / f"{stem}.json"
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(result.summary, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    atomic_write(target, json.dumps(result.summary, indent=2) + "\n")
     return result, folder
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from coinlens.catalog.models import utcnow
 from coinlens.identify.engine import CurrentModel, Matcher, crop_refs, load_crops
 from coinlens.identify.verify import decode_crop
 from coinlens.ingest import IngestItem
+from coinlens.storage import atomic_open
 
 CHUNK = 64
 
@@ -237,9 +237,8 @@ def suggestion_records(
 
 def write_results(path: Path, records: Iterator[dict[str, Any]], top_k: int) -> int:
     """JSONL (one object per line) or CSV (flat columns), chosen by suffix; write-then-rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
     count = 0
-    with tmp.open("w", encoding="utf-8", newline="") as handle:
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
         if path.suffix.lower() == ".csv":
             columns = ["source", "accession", "specimen_id", "decision"]
             for k in range(1, top_k + 1):
@@ -258,5 +257,4 @@ def write_results(path: Path, records: Iterator[dict[str, Any]], top_k: int) -> 
             for record in records:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
                 count += 1
-    os.replace(tmp, path)
     return count

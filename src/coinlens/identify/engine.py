@@ -107,6 +107,17 @@ def embed_refs(
     return np.concatenate(out) if out else np.zeros((0, embedder.dim), np.float32)
 
 
+def add_refs(index: ReferenceIndex, refs: Sequence[CropRef], vectors: np.ndarray) -> None:
+    """Add catalogued crops (with their type, specimen and hash) to ``index``."""
+    index.add(
+        np.array([r.image_id for r in refs]),
+        vectors,
+        np.array([r.type_id for r in refs]),
+        np.array([r.specimen_id for r in refs]),
+        [r.sha256 for r in refs],
+    )
+
+
 @dataclass
 class CurrentModel:
     version: ModelVersion
@@ -178,14 +189,7 @@ def sync_index(
     if on_start:
         on_start(len(missing))
     if missing:
-        vectors = embed_refs(home, model.embedder, missing, on_batch=on_batch)
-        index.add(
-            np.array([r.image_id for r in missing]),
-            vectors,
-            np.array([r.type_id for r in missing]),
-            np.array([r.specimen_id for r in missing]),
-            [r.sha256 for r in missing],
-        )
+        add_refs(index, missing, embed_refs(home, model.embedder, missing, on_batch=on_batch))
     if missing or stale:
         index.save(home.store, model.index_key)
     return index

@@ -28,7 +28,7 @@ from coinlens.identify.verify import KeypointVerifier, decode_crop
 from coinlens.index import ReferenceIndex
 from coinlens.ingest import IngestError, Problem, scan_folder
 from coinlens.model.transforms import crop_to_array
-from coinlens.storage import sha256_hex
+from coinlens.storage import atomic_write, sha256_hex
 from coinlens.vision import ImageLoadError, load_image
 from coinlens.vision.keypoints import FEATURE_SIZE
 from coinlens.vision.localise import crop_coin, locate_coins
@@ -275,9 +275,9 @@ def confusion_png(labels: list[str], confusion: np.ndarray, path: Path) -> None:
         ImageDraw.Draw(column).text((4, cell // 3), labels[i][:30], fill="black", font=font)
         image.paste(column.rotate(90, expand=True), (margin + i * cell, 0))
     draw.text((4, 4), "true \u2193  suggested \u2192", fill="black", font=font)
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write(path, buffer.getvalue())
 
 
 def _thumb(path: Path, size: int = 160) -> str:
@@ -320,6 +320,4 @@ border-bottom:1px solid #ddd}} img{{margin:2px;border-radius:4px}}</style>
 {summary["coverage_at_precision"]["0.98"]:.3f} &middot; model version {summary["model_version"]}
 </p><table><tr><th>decision</th><th>query</th><th>1st suggestion</th><th>2nd</th><th>3rd</th>
 </tr>{"".join(rows) or "<tr><td>no mistakes</td></tr>"}</table></html>"""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, page)

@@ -20,6 +20,7 @@ from coinlens.identify.engine import (
     CropRef,
     CurrentModel,
     Matcher,
+    add_refs,
     catalogued_crops,
     embed_refs,
     load_crops,
@@ -74,13 +75,7 @@ def group_by_specimen(refs: Sequence[CropRef]) -> tuple[list[int], list[list[int
 
 def build_index(refs: Sequence[CropRef], vectors: np.ndarray) -> ReferenceIndex:
     index = ReferenceIndex(vectors.shape[1])
-    index.add(
-        np.array([r.image_id for r in refs]),
-        vectors,
-        np.array([r.type_id for r in refs]),
-        np.array([r.specimen_id for r in refs]),
-        [r.sha256 for r in refs],
-    )
+    add_refs(index, refs, vectors)
     return index
 
 

@@ -14,6 +14,7 @@ from coinlens.storage.base import (
     content_key,
     sha256_hex,
 )
+from coinlens.storage.files import atomic_open, atomic_write
 from coinlens.storage.local import LocalStore
 from coinlens.storage.s3 import S3Store
 
@@ -23,6 +24,8 @@ __all__ = [
     "ObjectStore",
     "S3Store",
     "StoreError",
+    "atomic_open",
+    "atomic_write",
     "check_key",
     "content_key",
     "open_store",
