@@ -49,6 +49,8 @@ def _start(folder: Path, home: Path) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # A background CI shell starts children with SIGINT ignored; Ctrl-C must reach this one.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
