@@ -227,7 +227,8 @@ class Matcher:
         extra = 0
         if exclude:
             extra = max((len(e[0]) + len(e[1])) * 4 for e in exclude) if exclude else 0
-        similarities, ids = self.index.search(vectors, self.neighbours + extra)
+        depth = max(self.neighbours, self.verifier.shortlist if self.verifier else 0)
+        similarities, ids = self.index.search(vectors, depth + extra)
         results = []
         for g, rows in enumerate(groups):
             per_image = []
@@ -245,8 +246,10 @@ class Matcher:
                         dtype=bool,
                     )
                     sims, neighbour_ids = sims[keep], neighbour_ids[keep]
-                sims, neighbour_ids = sims[: self.neighbours], neighbour_ids[: self.neighbours]
-                scored = image_type_scores(sims, neighbour_ids, self.index.type_of)
+                sims, neighbour_ids = sims[:depth], neighbour_ids[:depth]
+                scored = image_type_scores(
+                    sims[: self.neighbours], neighbour_ids[: self.neighbours], self.index.type_of
+                )
                 if self.verifier is not None and query_crop is not None and scored[0]:
                     values = np.array(list(scored[0].values()))
                     if (
@@ -256,7 +259,11 @@ class Matcher:
                         sims, neighbour_ids = self.verifier.rescore(
                             query_crop(row), sims, neighbour_ids
                         )
-                        scored = image_type_scores(sims, neighbour_ids, self.index.type_of)
+                        scored = image_type_scores(
+                            sims[: self.neighbours],
+                            neighbour_ids[: self.neighbours],
+                            self.index.type_of,
+                        )
                 per_image.append(scored)
             scores, evidence = combine_images(per_image)
             suggestions = rank(scores, evidence, self.calibration, top_k)
