@@ -21,7 +21,7 @@ from coinlens.vision.keypoints import FEATURE_SIZE, Keypoints, inliers, keypoint
 VERIFY_WEIGHT = 0.5
 MIN_INLIERS = 8  # below this, matches are chance
 FULL_INLIERS = 40  # at or above this, the full weight
-SHORTLIST = 60
+SHORTLIST = 30
 CONFIDENT = 0.98  # top-type probability above which verification is skipped
 
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 FEATURE_SIZE = 320  # px, long side at which keypoints are found
-MAX_FEATURES = 300
+MAX_FEATURES = 600
 
 
 @dataclass(frozen=True)
