@@ -13,7 +13,6 @@ and references; default: the pretrained backbone with euro-kaa ``train/`` as ref
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -32,8 +31,7 @@ from coinlens.model.transforms import crop_to_array, to_tensor
 from coinlens.storage import atomic_write
 from coinlens.vision import load_image
 from coinlens.vision.localise import crop_coin, locate_coins
-
-REPO = Path(__file__).resolve().parents[1]
+from common import bench_parser
 
 
 def peak_rss_mb() -> float:
@@ -78,12 +76,9 @@ def coinlens_images_per_second(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    default_data = Path(os.environ.get("COINLENS_TEST_DATA", REPO.parent / "shared" / "data"))
-    parser.add_argument("--data", type=Path, default=default_data)
+    parser = bench_parser("identify", __doc__)
     parser.add_argument("--home", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N test crops")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "identify.json")
     args = parser.parse_args()
     test = args.data / "euro-kaa" / "test"
     if not test.is_dir():

@@ -6,7 +6,6 @@ on 127.0.0.1, started and stopped here. Usage: ``python bench/ingest.py [--data 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -21,8 +20,7 @@ from pathlib import Path
 from coinlens.catalog import Home
 from coinlens.ingest import ingest_items, scan_folder
 from coinlens.storage import atomic_write
-
-REPO = Path(__file__).resolve().parents[1]
+from common import bench_parser
 
 
 def _free_port() -> int:
@@ -73,11 +71,8 @@ def run_once(folder: Path, workdir: Path, **overrides: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    default_data = Path(os.environ.get("COINLENS_TEST_DATA", REPO.parent / "shared" / "data"))
-    parser.add_argument("--data", type=Path, default=default_data)
+    parser = bench_parser("ingest", __doc__)
     parser.add_argument("--repeat", type=int, default=2, help="runs per store; best is kept")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "ingest.json")
     args = parser.parse_args()
     folder = args.data / "euro-kaa" / "train"
     if not folder.is_dir():

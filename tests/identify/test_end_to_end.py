@@ -160,3 +160,12 @@ def test_bad_and_non_coin_images_do_not_crash_a_batch(cli, trained, tmp_path: Pa
     records = {Path(r["source"]).name: r for r in map(json.loads, out.read_text().splitlines())}
     assert set(records) == {"lawn.png", "coin.jpg"}
     assert records["lawn.png"]["decision"] in ("possible_new_type", "review")
+
+
+def test_identify_of_a_folder_without_images_is_bad_input(cli, home: Path, tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = cli("identify", tmp_path / "empty", "--home", home)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"coinlens: error: {tmp_path / 'empty'}: no images found"
+    result = cli("identify", tmp_path / "missing", "--home", home)
+    assert result.exit_code == 2 and "no such file or folder" in result.stderr

@@ -122,6 +122,8 @@ def run_identify(
     from coinlens.ingest import ingest_items, scan_path
 
     scan = scan_path(path, status="backlog")
+    if not scan.items:
+        fail(f"{path}: no images found", 2)
     for problem in scan.problems:
         err.print(f"coinlens: error: {problem}", markup=False)
     progress = stage_progress()
