@@ -137,3 +137,8 @@ _bucket_counter = iter(range(1_000_000))
 def bucket(s3_server: S3Server) -> str:
     """A fresh, empty bucket name on the live server (created by the code under test)."""
     return f"test-{os.getpid()}-{next(_bucket_counter)}"
+
+
+# The reviewable home (users, tokens, a batch with suggestions) for the review, api and export
+# tests.
+from reviewable import reviewable_template, site  # noqa: E402, F401

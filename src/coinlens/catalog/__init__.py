@@ -4,8 +4,11 @@ from coinlens.catalog.db import Catalog, CatalogError, create_catalog_engine, mi
 from coinlens.catalog.home import Home
 from coinlens.catalog.models import (
     DECISIONS,
+    REVIEW_ACTIONS,
+    ROLES,
     SIDES,
     SPECIMEN_STATUSES,
+    ApiToken,
     Base,
     CoinType,
     Image,
@@ -14,13 +17,18 @@ from coinlens.catalog.models import (
     Review,
     Specimen,
     Suggestion,
+    User,
+    WebSession,
 )
-from coinlens.catalog.queries import catalog_counts, specimens_per_type
+from coinlens.catalog.queries import catalog_counts, specimens_per_type, type_references
 
 __all__ = [
     "DECISIONS",
+    "REVIEW_ACTIONS",
+    "ROLES",
     "SIDES",
     "SPECIMEN_STATUSES",
+    "ApiToken",
     "Base",
     "Catalog",
     "CatalogError",
@@ -32,8 +40,11 @@ __all__ = [
     "Review",
     "Specimen",
     "Suggestion",
+    "User",
+    "WebSession",
     "catalog_counts",
     "create_catalog_engine",
     "migrate",
     "specimens_per_type",
+    "type_references",
 ]

@@ -20,6 +20,10 @@ SETTINGS_TEMPLATE = """\
 # max_image_pixels = 100000000
 # thumbnail_size = 256
 # ingest_workers = 4
+# max_upload_bytes = 26214400          # coinlens serve: largest upload accepted
+# max_upload_pixels = 40000000
+# session_hours = 12                   # how long a browser stays signed in
+# public_url = "http://127.0.0.1:8000" # where exports point image and record links
 """
 
 

@@ -24,6 +24,8 @@ SPECIMEN_STATUSES = ("catalogued", "backlog", "in_review")
 SIDES = ("obverse", "reverse", "both", "unknown")
 DECISIONS = ("auto_accept", "review", "possible_new_type")
 JOB_STATES = ("running", "done", "failed", "interrupted")
+ROLES = ("viewer", "reviewer", "admin")
+REVIEW_ACTIONS = ("accept", "correct", "new_type", "skip", "bulk_accept")
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -68,14 +70,20 @@ class CoinType(Base):
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    specimens: Mapped[list[Specimen]] = relationship(back_populates="coin_type")
+    specimens: Mapped[list[Specimen]] = relationship(
+        back_populates="coin_type", foreign_keys="Specimen.type_id"
+    )
 
 
 class Specimen(Base):
     """One physical coin, with what the museum knows about it."""
 
     __tablename__ = "specimen"
-    __table_args__ = (_enum_check("status", SPECIMEN_STATUSES),)
+    __table_args__ = (
+        _enum_check("status", SPECIMEN_STATUSES),
+        Index("ix_specimen_queue", "status", "suggestion_score", "id"),
+        Index("ix_specimen_queue_margin", "status", "suggestion_margin", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     accession: Mapped[str] = mapped_column(String(255), unique=True)
@@ -86,10 +94,19 @@ class Specimen(Base):
     die_axis: Mapped[int | None] = mapped_column(Integer)
     notes: Mapped[str | None] = mapped_column(Text)
     batch: Mapped[str | None] = mapped_column(String(255), index=True)
+    # The newest suggestions in brief, kept by identify, so the review queue is one indexed query.
+    suggested_type_id: Mapped[int | None] = mapped_column(ForeignKey("coin_type.id"), index=True)
+    suggestion_score: Mapped[float | None] = mapped_column(Float)
+    suggestion_margin: Mapped[float | None] = mapped_column(Float)
+    decision: Mapped[str | None] = mapped_column(String(32))
+    # Bumped by every change a reviewer makes: the optimistic check against lost updates.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    coin_type: Mapped[CoinType | None] = relationship(back_populates="specimens")
+    coin_type: Mapped[CoinType | None] = relationship(
+        back_populates="specimens", foreign_keys=[type_id]
+    )
     images: Mapped[list[Image]] = relationship(
         back_populates="specimen", cascade="all, delete-orphan", order_by="Image.id"
     )
@@ -196,3 +213,49 @@ class Job(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class User(Base):
+    """Someone who signs in to review: a role and a password hash (argon2), never the password."""
+
+    __tablename__ = "user_account"
+    __table_args__ = (_enum_check("role", ROLES),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token for /api/v1; only its sha256 is kept."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column()
+    last_used_at: Mapped[datetime | None] = mapped_column()
+
+    user: Mapped[User] = relationship()
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie holds a random id whose sha256 is kept here, with the
+    form token that guards every POST (CSRF) and when the session ends."""
+
+    __tablename__ = "web_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+
+    user: Mapped[User] = relationship()

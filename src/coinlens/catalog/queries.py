@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import func, select
@@ -32,3 +33,12 @@ def specimens_per_type(session: Session) -> list[tuple[str, int]]:
         .order_by(func.count(Specimen.id).desc(), CoinType.reference)
     ).all()
     return [(reference, count) for reference, count in rows]
+
+
+def type_references(session: Session, type_ids: Iterable[int | None]) -> dict[int, str]:
+    """{type id: reference} for the given ids (None and unknown ids are left out)."""
+    ids = sorted({i for i in type_ids if i is not None})
+    if not ids:
+        return {}
+    rows = session.execute(select(CoinType.id, CoinType.reference).where(CoinType.id.in_(ids)))
+    return {type_id: reference for type_id, reference in rows}

@@ -219,8 +219,9 @@ def ingest(
         fail(f"{manifest or path}: nothing could be ingested ({len(report.problems)} problems)", 2)
 
 
-# Register the commands kept in their own modules: train, identify, eval, demo.
-from coinlens.cli import demo, recognition  # noqa: E402, F401
+# Register the commands kept in their own modules: train, identify, eval, demo, serve, user,
+# token, export.
+from coinlens.cli import demo, recognition, team  # noqa: E402, F401
 
 
 def main() -> None:

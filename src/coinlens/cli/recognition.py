@@ -117,8 +117,7 @@ def run_identify(
         suggestion_records,
         write_results,
     )
-    from coinlens.identify.engine import Matcher, current_model, store_verifier, sync_index
-    from coinlens.identify.training import calibrate_pretrained
+    from coinlens.identify.service import Identifier, NoReferences
     from coinlens.ingest import ingest_items, scan_path
 
     scan = scan_path(path, status="backlog")
@@ -139,18 +138,14 @@ def run_identify(
         )
         for problem in report.problems[len(scan.problems) :]:
             progress.console.print(f"coinlens: error: {problem}", markup=False)
-        model = current_model(home)
         index_task = progress.add_task("index references", total=None, note="")
-        index = sync_index(
-            home,
-            model,
-            on_start=lambda n: progress.update(index_task, total=n),
-            on_batch=lambda n: progress.update(index_task, advance=n),
-        )
-        if len(index) == 0:
-            fail("no catalogued coins to compare with: ingest a labelled collection first", 2)
-        if model.version.artefacts is None and not (model.version.metrics or {}).get("calibration"):
-            calibrate_pretrained(home, model, index)
+        try:
+            model, matcher = Identifier(home).ready(
+                on_start=lambda n: progress.update(index_task, total=n),
+                on_batch=lambda n: progress.update(index_task, advance=n),
+            )
+        except NoReferences as exc:
+            fail(str(exc), 2)
         specimen_ids = specimens_for_items(home, scan.items)
         match_task = progress.add_task("identify", total=len(specimen_ids), note="")
 
@@ -161,7 +156,7 @@ def run_identify(
         summary = identify_specimens(
             home,
             model,
-            Matcher(index, model.calibration, verifier=store_verifier(home)),
+            matcher,
             specimen_ids,
             target=str(path),
             top_k=top_k,

@@ -41,6 +41,10 @@ class Settings:
     max_file_bytes: int = 200 * 1024 * 1024
     thumbnail_size: int = 256
     ingest_workers: int = 4
+    max_upload_bytes: int = 25 * 1024 * 1024
+    max_upload_pixels: int = 40_000_000
+    session_hours: int = 12
+    public_url: str = "http://127.0.0.1:8000"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

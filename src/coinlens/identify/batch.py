@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, or_, select
 
-from coinlens.catalog import CoinType, Home, Image, Job, Specimen, Suggestion
+from coinlens.catalog import Home, Image, Job, Specimen, Suggestion
 from coinlens.catalog.models import utcnow
+from coinlens.catalog.queries import type_references
 from coinlens.identify.engine import CurrentModel, Matcher, crop_refs, load_crops
 from coinlens.identify.verify import decode_crop
 from coinlens.ingest import IngestItem
@@ -70,6 +71,16 @@ def _done(home: Home, specimen_ids: Sequence[int], version_id: int) -> set[int]:
                 ).all()
             )
     return done
+
+
+def summarise(specimen: Specimen, suggestions: Sequence[Any], decision: str) -> None:
+    """Keep the specimen's brief of its newest suggestions (what the review queue orders by)."""
+    top = suggestions[0] if suggestions else None
+    second = suggestions[1].score if len(suggestions) > 1 else 0.0
+    specimen.suggested_type_id = top.type_id if top else None
+    specimen.suggestion_score = round(top.score, 6) if top else 0.0
+    specimen.suggestion_margin = round(top.score - second, 6) if top else 0.0
+    specimen.decision = decision
 
 
 def identify_specimens(
@@ -133,6 +144,7 @@ def identify_specimens(
                 )
                 for specimen_id, (suggestions, decision, _) in zip(specimens, results, strict=True):
                     decisions[decision] += 1
+                    summarise(session.get(Specimen, specimen_id), suggestions, decision)
                     if not suggestions:
                         continue
                     for rank_number, suggestion in enumerate(suggestions, start=1):
@@ -185,11 +197,7 @@ def suggestion_records(
             ).all()
             type_ids = {s.type_id for s in suggestions}
             evidence_ids = {i for s in suggestions for i in (s.evidence or {}).get("images", [])}
-            references = dict(
-                session.execute(
-                    select(CoinType.id, CoinType.reference).where(CoinType.id.in_(type_ids))
-                ).all()
-            )
+            references = type_references(session, type_ids)
             evidence_keys = dict(
                 session.execute(select(Image.id, Image.key).where(Image.id.in_(evidence_ids))).all()
             )

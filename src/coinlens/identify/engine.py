@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from coinlens.catalog import CoinType, Home, Image, ModelVersion, Specimen
+from coinlens.catalog import Home, Image, ModelVersion, Specimen
+from coinlens.catalog import type_references as catalog_type_references
 from coinlens.identify.scoring import (
     Calibration,
     Suggestion,
@@ -286,11 +287,5 @@ def store_verifier(home: Home) -> KeypointVerifier:
 
 
 def type_references(home: Home, type_ids: Iterable[int]) -> dict[int, str]:
-    ids = sorted(set(type_ids))
-    if not ids:
-        return {}
     with home.catalog.reader() as session:
-        rows = session.execute(
-            select(CoinType.id, CoinType.reference).where(CoinType.id.in_(ids))
-        ).all()
-    return dict(rows)
+        return catalog_type_references(session, type_ids)

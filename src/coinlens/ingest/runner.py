@@ -295,7 +295,7 @@ def _record(
                             width=prepared.width,
                             height=prepared.height,
                             format=prepared.format,
-                            source=str(item.path),
+                            source=item.source or str(item.path),
                             crop={
                                 **part.box.as_dict(),
                                 "round": part.box.round,

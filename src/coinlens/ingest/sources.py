@@ -62,6 +62,7 @@ class IngestItem:
     specimen_fields: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
     batch: str | None = None
+    source: str | None = None  # what Image.source records, if not ``path`` (an upload's name)
 
 
 @dataclass

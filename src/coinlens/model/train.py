@@ -35,6 +35,7 @@ class TrainConfig:
     backbone: str = DEFAULT_BACKBONE
     device: str = "cpu"
     seed: int = 0
+    scale_jitter: float = 0.12
 
 
 def balanced_batches(labels: np.ndarray, batch_size: int, steps: int, rng: np.random.Generator):
@@ -65,7 +66,7 @@ def train_embedding(
     model = CoinNet(config.backbone, config.dim).to(device)
     model.freeze_early(config.frozen_blocks)
     loss_fn = CosFaceLoss(model.embedding_dim, classes).to(device)
-    augment = Augment().to(device)
+    augment = Augment(config.scale_jitter).to(device)
     trunk_params = [p for p in model.trunk.parameters() if p.requires_grad]
     head_params = [*model.head.parameters(), *model.pool.parameters(), *loss_fn.parameters()]
     optimiser = torch.optim.AdamW(

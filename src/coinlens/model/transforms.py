@@ -55,12 +55,16 @@ class Augment(torch.nn.Module):
     """What differs between two photos of one type: any rotation, lighting, colour cast, blur,
     scale, position, wear (noise and contrast loss). Works on [-1, 1] batches."""
 
-    def __init__(self) -> None:
+    def __init__(self, scale_jitter: float = 0.12) -> None:
         super().__init__()
         import kornia.augmentation as K
 
         self.geometry = K.RandomAffine(
-            degrees=180.0, translate=(0.04, 0.04), scale=(0.88, 1.12), p=1.0, padding_mode="border"
+            degrees=180.0,
+            translate=(0.04, 0.04),
+            scale=(1.0 - scale_jitter, 1.0 + scale_jitter),
+            p=1.0,
+            padding_mode="border",
         )
         self.photometric = K.AugmentationSequential(
             K.ColorJitter(0.35, 0.35, 0.3, 0.04, p=0.9),

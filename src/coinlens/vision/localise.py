@@ -245,14 +245,22 @@ def _reading_order(boxes: list[Box]) -> list[Box]:
     return sorted(boxes, key=lambda box: (round(box.centre[1] / row_height), box.centre[0]))
 
 
-def crop_coin(
-    image: Image.Image, box: Box, *, margin: float = 0.08, max_size: int = 640
-) -> Image.Image:
+CROP_MARGIN = 0.08
+CROP_MAX_SIZE = 640
+
+
+def crop_side(box_size: int, max_size: int = CROP_MAX_SIZE) -> tuple[int, int]:
+    """(side before resizing, side as stored) of the square crop ``crop_coin`` makes of a box."""
+    side = max(1, round(2 * box_size * (0.5 + CROP_MARGIN)))
+    return side, min(side, max_size)
+
+
+def crop_coin(image: Image.Image, box: Box, *, max_size: int = CROP_MAX_SIZE) -> Image.Image:
     """A square crop around ``box`` with a small margin, padded with the edge colour if needed."""
     cx, cy = box.centre
-    half = box.size * (0.5 + margin)
+    half = box.size * (0.5 + CROP_MARGIN)
     left, top = round(cx - half), round(cy - half)
-    side = max(1, round(2 * half))
+    side, stored = crop_side(box.size, max_size)
     crop = image.crop((left, top, left + side, top + side))  # pads outside with black
     if left < 0 or top < 0 or left + side > image.width or top + side > image.height:
         fill = tuple(int(v) for v in np.median(_border(np.asarray(image.convert("RGB"))), axis=0))
@@ -261,6 +269,6 @@ def crop_coin(
         inside = image.crop((max(0, left), max(0, top), right, bottom))
         canvas.paste(inside, (max(0, -left), max(0, -top)))
         crop = canvas
-    if side > max_size:
-        crop = crop.resize((max_size, max_size), Image.Resampling.LANCZOS)
+    if stored < side:
+        crop = crop.resize((stored, stored), Image.Resampling.LANCZOS)
     return crop

@@ -1,0 +1,354 @@
+"""``/api/v1``: identification as a service, the catalogue, reviews and exports, as JSON."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from coinlens.api.accounts import AccountError, add_user, list_users
+from coinlens.api.security import Admin, Reader, Reviewer
+from coinlens.catalog import ROLES, SIDES, Specimen, catalog_counts
+from coinlens.export import export_records
+from coinlens.export.writers import Links, csv_chunks, iiif_collection, iiif_manifest, jsonld_chunks
+from coinlens.identify.service import NoReferences, coins_in_photo
+from coinlens.review import (
+    QueueFilter,
+    ReviewConflict,
+    ReviewError,
+    bulk_accept,
+    queue_counts,
+    queue_page,
+    review_specimen,
+)
+from coinlens.review.details import (
+    search_types,
+    specimen_detail,
+    specimen_summary,
+    type_by_reference,
+    type_detail,
+)
+from coinlens.review.queue import QueueError
+from coinlens.vision import ImageLoadError
+
+router = APIRouter(prefix="/api/v1", tags=["api"])
+MAX_UPLOADS = 2
+
+
+def _home(request: Request):
+    return request.app.state.home
+
+
+@router.get("/status")
+def status(request: Request, _: Reader) -> dict[str, Any]:
+    """Counts of types, specimens by status, images and models."""
+    with _home(request).catalog.reader() as session:
+        return catalog_counts(session)
+
+
+async def read_upload(upload: UploadFile, limit: int) -> bytes:
+    """The upload's bytes, refused (413) as soon as it passes ``limit``."""
+    chunks, size = [], 0
+    while chunk := await upload.read(1 << 20):
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"upload {_name(upload)} is larger than {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _name(upload: UploadFile) -> str:
+    """The client's file name, for messages only: never used as a path."""
+    return json.dumps((upload.filename or "upload")[:120])
+
+
+@router.post("/identify")
+async def identify(
+    request: Request,
+    principal: Reader,
+    images: Annotated[list[UploadFile], File(description="One or two photos of one coin.")],
+    sides: Annotated[list[str] | None, Form(description="obverse/reverse, one per image.")] = None,
+    store: Annotated[bool, Form(description="Catalogue the coin as backlog too.")] = False,
+    top_k: Annotated[int, Form(ge=1, le=50)] = 5,
+    batch: Annotated[str | None, Form(max_length=255)] = None,
+) -> dict[str, Any]:
+    """Suggest types for a coin from one or two photos (for instance obverse and reverse).
+
+    Nothing is stored unless ``store=true`` (which needs the reviewer role); the content type is
+    read from the bytes, never from the file name.
+    """
+    settings = _home(request).settings
+    if not 1 <= len(images) <= MAX_UPLOADS:
+        raise HTTPException(400, f"send one or two images, not {len(images)}")
+    sides = sides or ["unknown"] * len(images)
+    if len(sides) != len(images) or any(side not in SIDES for side in sides):
+        raise HTTPException(400, f"sides: one of {', '.join(SIDES)} per image")
+    if store and not principal.can("reviewer"):
+        raise HTTPException(403, f"{principal.name} is a {principal.role}; storing needs reviewer")
+    payloads = [await read_upload(upload, settings.max_upload_bytes) for upload in images]
+    coins = []
+    for upload, data, side in zip(images, payloads, sides, strict=True):
+        try:
+            found = coins_in_photo(data, side, max_pixels=settings.max_upload_pixels)
+        except ImageLoadError as exc:
+            raise HTTPException(415, f"{_name(upload)}: {exc}") from None
+        coins.extend(found)
+    identifier = request.app.state.identifier
+    try:
+        if store:
+            result = _store_and_identify(request, images, payloads, sides, top_k, batch, principal)
+        else:
+            result = identifier.suggest(coins, top_k=top_k)
+    except NoReferences as exc:
+        raise HTTPException(409, str(exc)) from None
+    result["stored"] = store
+    result["sides"] = [coin.side for coin in coins]
+    return result
+
+
+def _store_and_identify(request, images, payloads, sides, top_k, batch, principal):
+    """Catalogue the upload as one backlog specimen (as ``coinlens identify`` would) and
+    return its stored suggestions."""
+    from coinlens.identify.batch import identify_specimens, specimens_for_items, suggestion_records
+    from coinlens.ingest import IngestItem, ingest_items
+    from coinlens.storage.base import sha256_hex
+
+    home = _home(request)
+    accession = "upload/" + sha256_hex(b"".join(payloads))[:16]
+    with tempfile.TemporaryDirectory(prefix="coinlens-upload-") as folder:
+        items = []
+        for number, (upload, data, side) in enumerate(zip(images, payloads, sides, strict=True)):
+            path = Path(folder) / f"image-{number}"  # our name: the client's never touches disk
+            path.write_bytes(data)
+            items.append(
+                IngestItem(
+                    path=path,
+                    origin=f"upload {_name(upload)}",
+                    accession=accession,
+                    side=side,
+                    status="backlog",
+                    batch=batch or "api",
+                    source=f"upload:{(upload.filename or 'image')[:200]}",
+                )
+            )
+        report = ingest_items(
+            items, home.catalog, home.store, home.settings, target=f"api upload by {principal.name}"
+        )
+    if report.failed:
+        raise HTTPException(415, "; ".join(str(p) for p in report.problems))
+    model, matcher = request.app.state.identifier.ready()
+    ids = specimens_for_items(home, items)
+    identify_specimens(home, model, matcher, ids, target="api", top_k=top_k)
+    records = list(suggestion_records(home, ids, model.version.id))
+    return {"model_version": model.version.id, "specimens": records, **records[0]}
+
+
+@router.get("/queue")
+def queue(
+    request: Request,
+    _: Reader,
+    decision: Literal["auto_accept", "review", "possible_new_type"] | None = None,
+    type_id: int | None = None,
+    batch: str | None = Query(None, max_length=255),
+    status: Literal["backlog", "in_review"] = "backlog",
+    order: Literal["confidence", "margin"] = "confidence",
+    cursor: str | None = Query(None, max_length=64),
+    limit: int = Query(50, ge=1, le=500),
+) -> dict[str, Any]:
+    """The review queue, least certain first; pass ``next_cursor`` back for the next page."""
+    filters = QueueFilter(decision, type_id, batch, status, order)
+    with _home(request).catalog.reader() as session:
+        try:
+            page = queue_page(session, filters, cursor=cursor, limit=limit)
+        except QueueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return {
+            "counts": queue_counts(session, filters),
+            "items": page.items,
+            "next_cursor": page.next_cursor,
+        }
+
+
+@router.get("/specimens")
+def specimens(
+    request: Request,
+    _: Reader,
+    status: Literal["catalogued", "backlog", "in_review"] | None = None,
+    decision: Literal["auto_accept", "review", "possible_new_type"] | None = None,
+    type_id: int | None = None,
+    batch: str | None = Query(None, max_length=255),
+    accession: str | None = Query(None, max_length=255, description="Accession prefix."),
+    after_id: int = Query(0, ge=0),
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    """Specimens by id, filtered; pass ``next_after_id`` back for the next page."""
+    query = select(Specimen).where(Specimen.id > after_id)
+    if status:
+        query = query.where(Specimen.status == status)
+    if decision:
+        query = query.where(Specimen.decision == decision)
+    if type_id is not None:
+        query = query.where(Specimen.type_id == type_id)
+    if batch:
+        query = query.where(Specimen.batch == batch)
+    if accession:
+        query = query.where(Specimen.accession.startswith(accession, autoescape=True))
+    with _home(request).catalog.reader() as session:
+        rows = session.scalars(query.order_by(Specimen.id).limit(limit + 1)).all()
+    items = [specimen_summary(s) for s in rows[:limit]]
+    return {"items": items, "next_after_id": items[-1]["id"] if len(rows) > limit else None}
+
+
+@router.get("/specimens/{specimen_id}")
+def specimen(request: Request, specimen_id: int, _: Reader) -> dict[str, Any]:
+    """A specimen with its images, newest suggestions (and their evidence) and audit trail."""
+    with _home(request).catalog.reader() as session:
+        detail = specimen_detail(session, specimen_id)
+    if detail is None:
+        raise HTTPException(404, f"specimen {specimen_id} does not exist")
+    return detail
+
+
+class ReviewRequest(BaseModel):
+    action: Literal["accept", "correct", "new_type", "skip"]
+    type_id: int | None = None
+    type: str | None = Field(None, max_length=255, description="A type reference, if no type_id.")
+    version: int | None = Field(None, description="The specimen version you saw (conflict check).")
+    comment: str | None = Field(None, max_length=4000)
+
+
+def apply_review(request: Request, specimen_id: int, who: str, body: ReviewRequest) -> dict:
+    """One review action, shared by the API and the review pages; catalogued coins join the
+    reference index at once."""
+    home = _home(request)
+    type_id = body.type_id
+    if type_id is None and body.type:
+        with home.catalog.reader() as session:
+            found = type_by_reference(session, body.type)
+        if found is None:
+            raise HTTPException(400, f"type {body.type!r} is not in the catalogue")
+        type_id = found.id
+    try:
+        state = review_specimen(
+            home.catalog,
+            specimen_id,
+            reviewer=who,
+            action=body.action,
+            expected_version=body.version,
+            type_id=type_id,
+            comment=body.comment,
+        )
+    except ReviewConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    except ReviewError as exc:
+        code = 404 if "does not exist" in str(exc) and str(exc).startswith("specimen") else 400
+        raise HTTPException(code, str(exc)) from None
+    if body.action != "skip":
+        state["references_added"] = request.app.state.identifier.add_specimens([specimen_id])
+    return state
+
+
+@router.post("/specimens/{specimen_id}/review")
+def review(request: Request, specimen_id: int, body: ReviewRequest, who: Reviewer) -> dict:
+    """Accept the suggested type, correct it, flag a possible new type, or skip."""
+    return apply_review(request, specimen_id, who.name, body)
+
+
+class BulkAcceptRequest(BaseModel):
+    batch: str | None = Field(None, max_length=255)
+    expected_count: int | None = Field(None, ge=0)
+
+
+def apply_bulk_accept(request: Request, who: str, batch: str | None, expected: int | None):
+    home = _home(request)
+    try:
+        accepted = bulk_accept(home.catalog, batch, reviewer=who, expected_count=expected)
+    except ReviewConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    request.app.state.identifier.add_specimens(accepted)
+    return {"batch": batch, "accepted": len(accepted)}
+
+
+@router.post("/bulk-accept")
+def bulk(request: Request, body: BulkAcceptRequest, who: Reviewer) -> dict[str, Any]:
+    """Accept every auto_accept suggestion of a batch (all batches without one)."""
+    return apply_bulk_accept(request, who.name, body.batch, body.expected_count)
+
+
+@router.get("/types")
+def types(
+    request: Request,
+    _: Reader,
+    q: str = Query("", max_length=255, description="Text in the reference or fields."),
+    limit: int = Query(20, ge=1, le=200),
+) -> dict[str, Any]:
+    """Type search (the review page's type-ahead)."""
+    with _home(request).catalog.reader() as session:
+        return {"items": search_types(session, q, limit=limit)}
+
+
+@router.get("/types/{type_id}")
+def coin_type(request: Request, type_id: int, _: Reader) -> dict[str, Any]:
+    with _home(request).catalog.reader() as session:
+        detail = type_detail(session, type_id)
+    if detail is None:
+        raise HTTPException(404, f"type {type_id} does not exist")
+    return detail
+
+
+@router.get("/export")
+def export(
+    request: Request,
+    _: Reader,
+    format: Literal["csv", "jsonld", "iiif"] = "csv",
+    status: Literal["catalogued", "backlog", "in_review", "all"] = "catalogued",
+):
+    """The catalogue as CSV, Nomisma JSON-LD, or the IIIF collection (manifests under /iiif)."""
+    home = _home(request)
+    links = Links(home.settings.public_url)
+    records = export_records(home.catalog, status)
+    if format == "csv":
+        return StreamingResponse(
+            csv_chunks(records, links),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="coinlens.csv"'},
+        )
+    if format == "jsonld":
+        return StreamingResponse(jsonld_chunks(records, links), media_type="application/ld+json")
+    entries = ((r.specimen_id, r.accession) for r in records)
+    return JSONResponse(iiif_collection(entries, links), media_type="application/ld+json")
+
+
+def manifest_for(request: Request, specimen_id: int) -> dict[str, Any]:
+    home = _home(request)
+    links = Links(home.settings.public_url)
+    record = next(export_records(home.catalog, "all", specimen_id=specimen_id), None)
+    if record is None:
+        raise HTTPException(404, f"specimen {specimen_id} does not exist")
+    return iiif_manifest(record, links)
+
+
+class NewUser(BaseModel):
+    name: str = Field(max_length=255)
+    password: str = Field(min_length=1, max_length=1024)
+    role: Literal["viewer", "reviewer", "admin"] = "reviewer"
+
+
+@router.get("/users")
+def users(request: Request, _: Admin) -> dict[str, Any]:
+    return {"items": list_users(_home(request).catalog), "roles": list(ROLES)}
+
+
+@router.post("/users", status_code=201)
+def create_user(request: Request, body: NewUser, _: Admin) -> dict[str, Any]:
+    try:
+        created = add_user(_home(request).catalog, body.name, body.password, body.role)
+    except AccountError as exc:
+        raise HTTPException(400, str(exc)) from None
+    return {"id": created.user_id, "name": created.name, "role": created.role}

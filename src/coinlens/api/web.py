@@ -1,0 +1,283 @@
+"""The review pages: sign in, the queue, a specimen with its suggestions, bulk accept, types.
+
+Server-rendered HTML (Jinja2, autoescaped) with a little JavaScript for keyboard shortcuts and the
+type-ahead. Every form posts its session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+
+from coinlens.api.accounts import check_password, end_session, start_session
+from coinlens.api.rest import ReviewRequest, apply_bulk_accept, apply_review
+from coinlens.api.security import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    PageReader,
+    PageReviewer,
+    check_form_csrf,
+    same,
+)
+from coinlens.catalog import DECISIONS, CoinType, Specimen
+from coinlens.review import QueueFilter, bulk_accept_candidates, queue_counts, queue_page
+from coinlens.review.details import specimen_detail, type_detail
+from coinlens.review.queue import QueueError, batches
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+pages = APIRouter(include_in_schema=False)
+PAGE_SIZE = 50
+
+
+def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+    return TEMPLATES.TemplateResponse(request, name, context, status_code=status)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only local paths: never redirect a signed-in user to another site."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/queue"
+
+
+@pages.get("/", response_class=HTMLResponse)
+def root() -> Response:
+    return RedirectResponse("/queue", status_code=303)
+
+
+@pages.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/queue", error: str | None = None) -> Response:
+    token = secrets.token_urlsafe(24)
+    response = render(
+        request,
+        "login.html",
+        {"next": _safe_next(next), "error": error, "csrf": token, "user": None},
+        401 if error else 200,
+    )
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", max_age=3600)
+    return response
+
+
+@pages.post("/login")
+def login(
+    request: Request,
+    name: Annotated[str, Form(max_length=255)],
+    password: Annotated[str, Form(max_length=1024)],
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    next: Annotated[str, Form(max_length=2048)] = "/queue",
+) -> Response:
+    if not same(csrf_token, request.cookies.get(LOGIN_CSRF_COOKIE)):
+        raise HTTPException(403, "the sign-in form has expired; reload it")
+    home = request.app.state.home
+    principal = check_password(home.catalog, name, password)
+    if principal is None:
+        query = urlencode({"next": _safe_next(next), "error": "wrong name or password"})
+        return RedirectResponse(f"/login?{query}", status_code=303)
+    secret = start_session(home.catalog, principal, home.settings.session_hours)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        secret,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        max_age=home.settings.session_hours * 3600,
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE)
+    return response
+
+
+@pages.post("/logout")
+def logout(
+    request: Request, user: PageReader, csrf_token: Annotated[str, Form(max_length=128)] = ""
+) -> Response:
+    check_form_csrf(user, csrf_token)
+    end_session(request.app.state.home.catalog, request.cookies.get(SESSION_COOKIE, ""))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+def _filters(
+    decision: str | None, type_ref: str | None, batch: str | None, status: str, order: str
+) -> tuple[QueueFilter, dict[str, str]]:
+    return QueueFilter(
+        decision or None, None, batch or None, status or "backlog", order or "confidence"
+    ), {
+        k: v
+        for k, v in {
+            "decision": decision,
+            "type": type_ref,
+            "batch": batch,
+            "status": status,
+            "order": order,
+        }.items()
+        if v
+    }
+
+
+@pages.get("/queue", response_class=HTMLResponse)
+def queue(
+    request: Request,
+    user: PageReader,
+    decision: str | None = Query(None, max_length=32),
+    type: str | None = Query(None, max_length=255),
+    batch: str | None = Query(None, max_length=255),
+    status: str = Query("backlog", max_length=32),
+    order: str = Query("confidence", max_length=32),
+    cursor: str | None = Query(None, max_length=64),
+) -> Response:
+    """Backlog coins with suggestions, the ones most in need of a human first."""
+    home = request.app.state.home
+    try:
+        filters, params = _filters(decision, type, batch, status, order)
+    except QueueError as exc:
+        raise HTTPException(400, str(exc)) from None
+    with home.catalog.reader() as session:
+        if type:
+            type_id = session.scalar(select(CoinType.id).where(CoinType.reference == type))
+            filters = QueueFilter(
+                filters.decision, type_id or -1, filters.batch, filters.status, filters.order
+            )
+        try:
+            page = queue_page(session, filters, cursor=cursor, limit=PAGE_SIZE)
+        except QueueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        counts = queue_counts(session, filters)
+        batch_names = batches(session, filters.status)
+        ready = bulk_accept_candidates(session, filters.batch) if filters.batch else None
+    next_url = None
+    if page.next_cursor:
+        next_url = "/queue?" + urlencode({**params, "cursor": page.next_cursor})
+    return render(
+        request,
+        "queue.html",
+        {
+            "user": user,
+            "items": page.items,
+            "counts": counts,
+            "params": params,
+            "filters": filters,
+            "decisions": DECISIONS,
+            "batches": batch_names,
+            "next_url": next_url,
+            "ready": ready,
+            "first_page": cursor is None,
+        },
+    )
+
+
+def _next_in_queue(request: Request, specimen_id: int, back: str | None) -> str:
+    """Where to go after acting on a coin: the next one in the queue the reviewer came from."""
+    home = request.app.state.home
+    with home.catalog.reader() as session:
+        specimen = session.get(Specimen, specimen_id)
+        score = specimen.suggestion_score if specimen else None
+        page = queue_page(
+            session,
+            QueueFilter(),
+            cursor=f"{score!r}:{specimen_id}" if score is not None else None,
+            limit=1,
+        )
+    if page.items:
+        suffix = f"?{urlencode({'back': back})}" if back else ""
+        return f"/specimens/{page.items[0]['id']}{suffix}"
+    return _safe_next(back)
+
+
+@pages.get("/specimens/{specimen_id}", response_class=HTMLResponse)
+def specimen_page(
+    request: Request, specimen_id: int, user: PageReader, back: str | None = None
+) -> Response:
+    """A coin beside its suggested types' reference coins, with the review actions."""
+    with request.app.state.home.catalog.reader() as session:
+        detail = specimen_detail(session, specimen_id)
+    if detail is None:
+        raise HTTPException(404, f"specimen {specimen_id} does not exist")
+    return render(
+        request,
+        "specimen.html",
+        {
+            "user": user,
+            "s": detail,
+            "back": _safe_next(back),
+            "can_review": user.can("reviewer"),
+            "message": request.query_params.get("message"),
+        },
+    )
+
+
+@pages.post("/specimens/{specimen_id}/review")
+def review_form(
+    request: Request,
+    specimen_id: int,
+    user: PageReviewer,
+    action: Annotated[str, Form(max_length=32)],
+    version: Annotated[int, Form()],
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    type_id: Annotated[int | None, Form()] = None,
+    type_reference: Annotated[str | None, Form(max_length=255)] = None,
+    comment: Annotated[str | None, Form(max_length=4000)] = None,
+    back: Annotated[str | None, Form(max_length=2048)] = None,
+) -> Response:
+    check_form_csrf(user, csrf_token)
+    if action not in ("accept", "correct", "new_type", "skip"):
+        raise HTTPException(400, f"unknown action {action!r}")
+    body = ReviewRequest(
+        action=action,
+        type_id=type_id,
+        type=(type_reference or None) if type_id is None else None,
+        version=version,
+        comment=comment,
+    )
+    try:
+        apply_review(request, specimen_id, user.name, body)
+    except HTTPException as exc:
+        if exc.status_code in (400, 409):
+            query = urlencode({"message": exc.detail, **({"back": back} if back else {})})
+            return RedirectResponse(f"/specimens/{specimen_id}?{query}", status_code=303)
+        raise
+    return RedirectResponse(_next_in_queue(request, specimen_id, back), status_code=303)
+
+
+@pages.get("/bulk-accept", response_class=HTMLResponse)
+def bulk_accept_page(
+    request: Request, user: PageReviewer, batch: str | None = Query(None, max_length=255)
+) -> Response:
+    with request.app.state.home.catalog.reader() as session:
+        count = bulk_accept_candidates(session, batch)
+    return render(request, "bulk_accept.html", {"user": user, "batch": batch, "count": count})
+
+
+@pages.post("/bulk-accept")
+def bulk_accept_form(
+    request: Request,
+    user: PageReviewer,
+    expected_count: Annotated[int, Form(ge=0)],
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    batch: Annotated[str | None, Form(max_length=255)] = None,
+) -> Response:
+    check_form_csrf(user, csrf_token)
+    result = apply_bulk_accept(request, user.name, batch or None, expected_count)
+    message = f"accepted {result['accepted']} coins" + (f" of batch {batch}" if batch else "")
+    return render(
+        request,
+        "bulk_accept.html",
+        {"user": user, "batch": batch, "count": 0, "done": message},
+    )
+
+
+@pages.get("/types/{type_id}", response_class=HTMLResponse)
+def type_page(request: Request, type_id: int, user: PageReader) -> Response:
+    with request.app.state.home.catalog.reader() as session:
+        detail = type_detail(session, type_id)
+    if detail is None:
+        raise HTTPException(404, f"type {type_id} does not exist")
+    return render(request, "type.html", {"user": user, "t": detail})

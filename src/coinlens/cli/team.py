@@ -1,0 +1,131 @@
+"""``coinlens serve``, ``user``, ``token`` and ``export``: the team's commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from coinlens.cli.common import HomeOption, app, fail, open_home, out
+from coinlens.storage import StoreError
+
+user_app = typer.Typer(help="Manage the people who review (admin work).", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens for /api/v1.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+
+
+@app.command()
+def serve(
+    home: HomeOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Serve the review pages and the REST API (/api/v1, docs at /docs)."""
+    import uvicorn
+
+    from coinlens.api import create_app
+
+    opened = open_home(home)
+    if workers > 1:
+        fail("--workers > 1: run several `coinlens serve` behind a proxy instead", 2)
+    out.print(f"coinlens serving {opened.settings.home} on http://{host}:{port}/ (Ctrl-C stops)")
+    uvicorn.run(create_app(opened), host=host, port=port, log_level="warning", access_log=False)
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="Sign-in name.")],
+    home: HomeOption = None,
+    role: Annotated[str, typer.Option(help="viewer, reviewer or admin.")] = "reviewer",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Add a user; asks for the password (stored as an argon2 hash)."""
+    from coinlens.api.accounts import AccountError, add_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with open_home(home) as opened:
+        try:
+            user = add_user(opened.catalog, name, password, role)
+        except AccountError as exc:
+            fail(str(exc), 2)
+    out.print(f"added {user.name} ({user.role})")
+
+
+@user_app.command("list")
+def user_list(home: HomeOption = None) -> None:
+    """List users and their roles."""
+    from coinlens.api.accounts import list_users
+
+    with open_home(home) as opened:
+        for user in list_users(opened.catalog):
+            state = "" if user["active"] else " (disabled)"
+            print(f"{user['name']}\t{user['role']}{state}")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="The user the token acts as.")],
+    home: HomeOption = None,
+    label: Annotated[str | None, typer.Option(help="What the token is for.")] = None,
+    days: Annotated[
+        int | None, typer.Option(min=1, help="Expire after this many days [default: never].")
+    ] = None,
+) -> None:
+    """Create an API token (printed once; only its hash is kept)."""
+    from coinlens.api.accounts import AccountError, create_token
+
+    with open_home(home) as opened:
+        try:
+            token = create_token(opened.catalog, name, label=label, days=days)
+        except AccountError as exc:
+            fail(str(exc), 2)
+    print(token)
+
+
+@app.command()
+def export(
+    format: Annotated[str, typer.Option("--format", help="csv, jsonld or iiif.")],
+    out_path: Annotated[
+        Path, typer.Option("--out", help="File to write (a folder for iiif).", show_default=False)
+    ],
+    home: HomeOption = None,
+    status: Annotated[
+        str, typer.Option(help="catalogued, backlog, in_review or all.")
+    ] = "catalogued",
+    base_url: Annotated[
+        str | None,
+        typer.Option("--base-url", help="Public address of the server [default: public_url]."),
+    ] = None,
+) -> None:
+    """Export catalogue records: CSV, Nomisma JSON-LD, or IIIF Presentation 3 manifests."""
+    from coinlens.export import EXPORT_STATUSES, FORMATS, write_export
+
+    if format not in FORMATS:
+        fail(f"--format {format!r}: use one of {', '.join(FORMATS)}", 2)
+    if status not in EXPORT_STATUSES:
+        fail(f"--status {status!r}: use one of {', '.join(EXPORT_STATUSES)}", 2)
+    if format == "iiif" and out_path.exists() and not out_path.is_dir():
+        fail(f"{out_path}: iiif writes a folder of manifests; this is a file", 2)
+    if format != "iiif" and out_path.is_dir():
+        fail(f"{out_path}: is a folder; give a file name", 2)
+    with open_home(home) as opened:
+        try:
+            count = write_export(
+                opened.catalog,
+                format,
+                out_path,
+                base_url or opened.settings.public_url,
+                status,
+            )
+        except (OSError, StoreError) as exc:
+            fail(f"{out_path}: cannot write ({exc})")
+    out.print(f"exported {count} specimens as {format} to {out_path}")

@@ -1,0 +1,339 @@
+"""The export formats, written as streams so a catalogue of any size leaves in bounded memory.
+
+- csv: one row per specimen, flat columns.
+- jsonld: Nomisma.org (http://nomisma.org/ontology#), one ``nmo:NumismaticObject`` per specimen
+  linked to its type (``nmo:hasTypeSeriesItem``), with weight, diameter, die axis and the obverse
+  and reverse as ``nmo:hasObverse``/``nmo:hasReverse`` nodes carrying ``foaf:depiction``.
+- iiif: IIIF Presentation 3 (https://iiif.io/api/presentation/3.0/): a Manifest per specimen with
+  one Canvas per side, and a Collection of them all.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from coinlens.catalog import Catalog
+from coinlens.export.records import ExportImage, ExportRecord, export_records
+from coinlens.storage import atomic_open
+
+CSV_COLUMNS = [
+    "accession",
+    "status",
+    "type_reference",
+    "type_uri",
+    "authority",
+    "mint",
+    "denomination",
+    "date_from",
+    "date_to",
+    "material",
+    "weight_g",
+    "diameter_mm",
+    "die_axis",
+    "obverse_image",
+    "reverse_image",
+    "image_urls",
+    "reviewer",
+    "reviewed_at",
+    "record_url",
+]
+JSONLD_CONTEXT = {
+    "nmo": "http://nomisma.org/ontology#",
+    "dcterms": "http://purl.org/dc/terms/",
+    "foaf": "http://xmlns.com/foaf/0.1/",
+    "skos": "http://www.w3.org/2004/02/skos/core#",
+    "void": "http://rdfs.org/ns/void#",
+    "xsd": "http://www.w3.org/2001/XMLSchema#",
+}
+IIIF_CONTEXT = "http://iiif.io/api/presentation/3/context.json"
+
+
+class Links:
+    """The URLs records point to, under the server's public address."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base = base_url.rstrip("/")
+
+    def media(self, key: str | None) -> str | None:
+        return f"{self.base}/media/{quote(key)}" if key else None
+
+    def record(self, record: ExportRecord) -> str:
+        return f"{self.base}/specimens/{record.specimen_id}"
+
+    def type_uri(self, record: ExportRecord) -> str | None:
+        coin_type = record.coin_type
+        if coin_type is None:
+            return None
+        return coin_type.uri or f"{self.base}/types/{coin_type.id}"
+
+    def manifest(self, specimen_id: int) -> str:
+        return f"{self.base}/iiif/{specimen_id}/manifest.json"
+
+    def collection(self) -> str:
+        return f"{self.base}/iiif/collection.json"
+
+
+def csv_row(record: ExportRecord, links: Links) -> dict[str, Any]:
+    coin_type = record.coin_type
+    obverse, reverse = record.side("obverse"), record.side("reverse")
+    return {
+        "accession": record.accession,
+        "status": record.status,
+        "type_reference": coin_type.reference if coin_type else None,
+        "type_uri": links.type_uri(record),
+        "authority": coin_type.authority if coin_type else None,
+        "mint": coin_type.mint if coin_type else None,
+        "denomination": coin_type.denomination if coin_type else None,
+        "date_from": coin_type.date_from if coin_type else None,
+        "date_to": coin_type.date_to if coin_type else None,
+        "material": coin_type.material if coin_type else None,
+        "weight_g": record.weight_g,
+        "diameter_mm": record.diameter_mm,
+        "die_axis": record.die_axis,
+        "obverse_image": links.media(obverse.key) if obverse else None,
+        "reverse_image": links.media(reverse.key) if reverse else None,
+        "image_urls": " ".join(links.media(image.key) or "" for image in record.images),
+        "reviewer": record.reviewer,
+        "reviewed_at": record.reviewed_at.isoformat() if record.reviewed_at else None,
+        "record_url": links.record(record),
+    }
+
+
+def csv_chunks(records: Iterable[ExportRecord], links: Links) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    for number, record in enumerate(records):
+        writer.writerow(csv_row(record, links))
+        if number % 200 == 199:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def write_csv(path: Path, records: Iterable[ExportRecord], links: Links) -> None:
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+        for chunk in csv_chunks(records, links):
+            handle.write(chunk)
+
+
+def _typed(value: float | int, datatype: str) -> dict[str, Any]:
+    return {"@value": str(value), "@type": f"xsd:{datatype}"}
+
+
+def _side_node(record_url: str, name: str, image: ExportImage, links: Links) -> dict[str, Any]:
+    return {
+        "@id": f"{record_url}#{name}",
+        "foaf:depiction": {"@id": links.media(image.key)},
+        **(
+            {"foaf:thumbnail": {"@id": links.media(image.thumbnail_key)}}
+            if image.thumbnail_key
+            else {}
+        ),
+    }
+
+
+def jsonld_object(record: ExportRecord, links: Links) -> dict[str, Any]:
+    """One ``nmo:NumismaticObject``."""
+    url = links.record(record)
+    node: dict[str, Any] = {
+        "@id": url,
+        "@type": "nmo:NumismaticObject",
+        "dcterms:identifier": record.accession,
+        "dcterms:title": record.accession,
+        "void:inDataset": {"@id": links.base + "/"},
+    }
+    type_uri = links.type_uri(record)
+    if type_uri:
+        node["nmo:hasTypeSeriesItem"] = {"@id": type_uri}
+    if record.weight_g is not None:
+        node["nmo:hasWeight"] = _typed(record.weight_g, "decimal")
+    if record.diameter_mm is not None:
+        node["nmo:hasDiameter"] = _typed(record.diameter_mm, "decimal")
+    if record.die_axis is not None:
+        node["nmo:hasAxis"] = _typed(record.die_axis, "integer")
+    for name, prop in (("obverse", "nmo:hasObverse"), ("reverse", "nmo:hasReverse")):
+        image = record.side(name)
+        if image is not None:
+            node[prop] = _side_node(url, name, image, links)
+    others = [i for i in record.images if i.side not in ("obverse", "reverse")]
+    if others:
+        node["foaf:depiction"] = [{"@id": links.media(i.key)} for i in others]
+    return node
+
+
+def jsonld_type(record: ExportRecord, links: Links) -> dict[str, Any]:
+    """The ``nmo:TypeSeriesItem`` a specimen points to (label and what the catalogue knows)."""
+    coin_type = record.coin_type
+    node: dict[str, Any] = {
+        "@id": links.type_uri(record),
+        "@type": "nmo:TypeSeriesItem",
+        "skos:prefLabel": coin_type.reference,
+    }
+    if coin_type.description:
+        node["skos:definition"] = coin_type.description
+    return node
+
+
+def jsonld_chunks(records: Iterable[ExportRecord], links: Links) -> Iterator[str]:
+    """A JSON-LD document with ``@graph``: the objects, then the types they use."""
+    yield '{"@context": ' + json.dumps(JSONLD_CONTEXT) + ', "@graph": ['
+    types: dict[str, dict[str, Any]] = {}
+    first = True
+    for record in records:
+        yield ("" if first else ",\n") + json.dumps(
+            jsonld_object(record, links), ensure_ascii=False
+        )
+        first = False
+        if record.coin_type is not None:
+            types.setdefault(links.type_uri(record), jsonld_type(record, links))
+    for node in types.values():
+        yield ("" if first else ",\n") + json.dumps(node, ensure_ascii=False)
+        first = False
+    yield "]}\n"
+
+
+def jsonld_document(records: Iterable[ExportRecord], links: Links) -> dict[str, Any]:
+    return json.loads("".join(jsonld_chunks(records, links)))
+
+
+def _label(text: str) -> dict[str, list[str]]:
+    return {"none": [text]}
+
+
+def _entry(label: str, value: Any) -> dict[str, Any]:
+    return {"label": {"en": [label]}, "value": _label(str(value))}
+
+
+def iiif_manifest(record: ExportRecord, links: Links) -> dict[str, Any]:
+    """A IIIF Presentation 3 Manifest: one Canvas per image (side) of the specimen."""
+    manifest_id = links.manifest(record.specimen_id)
+    base = manifest_id.rsplit("/", 1)[0]
+    coin_type = record.coin_type
+    metadata = [_entry("Accession", record.accession), _entry("Status", record.status)]
+    if coin_type is not None:
+        metadata.append(_entry("Type", coin_type.reference))
+    for label, value in (
+        ("Weight (g)", record.weight_g),
+        ("Diameter (mm)", record.diameter_mm),
+        ("Die axis", record.die_axis),
+    ):
+        if value is not None:
+            metadata.append(_entry(label, value))
+    canvases = []
+    for number, image in enumerate(record.images, start=1):
+        canvas_id = f"{base}/canvas/{number}"
+        canvases.append(
+            {
+                "id": canvas_id,
+                "type": "Canvas",
+                "label": {"en": [image.side]},
+                "width": image.width,
+                "height": image.height,
+                "items": [
+                    {
+                        "id": f"{base}/page/{number}",
+                        "type": "AnnotationPage",
+                        "items": [
+                            {
+                                "id": f"{base}/annotation/{number}",
+                                "type": "Annotation",
+                                "motivation": "painting",
+                                "target": canvas_id,
+                                "body": {
+                                    "id": links.media(image.key),
+                                    "type": "Image",
+                                    "format": "image/jpeg",
+                                    "width": image.width,
+                                    "height": image.height,
+                                },
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    manifest: dict[str, Any] = {
+        "@context": IIIF_CONTEXT,
+        "id": manifest_id,
+        "type": "Manifest",
+        "label": _label(record.accession),
+        "metadata": metadata,
+        "homepage": [
+            {
+                "id": links.record(record),
+                "type": "Text",
+                "label": _label(record.accession),
+                "format": "text/html",
+            }
+        ],
+        "items": canvases,
+    }
+    if coin_type is not None:
+        manifest["summary"] = _label(coin_type.reference)
+    thumbnail = next((i.thumbnail_key for i in record.images if i.thumbnail_key), None)
+    if thumbnail:
+        manifest["thumbnail"] = [
+            {"id": links.media(thumbnail), "type": "Image", "format": "image/jpeg"}
+        ]
+    return manifest
+
+
+def iiif_collection(entries: Iterable[tuple[int, str]], links: Links) -> dict[str, Any]:
+    """The Collection of every manifest, from (specimen id, accession) pairs."""
+    return {
+        "@context": IIIF_CONTEXT,
+        "id": links.collection(),
+        "type": "Collection",
+        "label": {"en": ["coinlens collection"]},
+        "items": [
+            {
+                "id": links.manifest(specimen_id),
+                "type": "Manifest",
+                "label": _label(accession),
+            }
+            for specimen_id, accession in entries
+        ],
+    }
+
+
+def write_export(
+    catalog: Catalog, fmt: str, out: Path, base_url: str, status: str = "catalogued"
+) -> int:
+    """Write ``fmt`` to ``out`` (a file; a folder for iiif); return how many specimens."""
+    links = Links(base_url)
+    count = 0
+
+    def counted() -> Iterator[ExportRecord]:
+        nonlocal count
+        for record in export_records(catalog, status):
+            count += 1
+            yield record
+
+    if fmt == "csv":
+        write_csv(out, counted(), links)
+    elif fmt == "jsonld":
+        with atomic_open(out, "w", encoding="utf-8") as handle:
+            for chunk in jsonld_chunks(counted(), links):
+                handle.write(chunk)
+    elif fmt == "iiif":
+        out.mkdir(parents=True, exist_ok=True)
+        entries = []
+        for record in counted():
+            folder = out / str(record.specimen_id)
+            folder.mkdir(exist_ok=True)
+            with atomic_open(folder / "manifest.json", "w", encoding="utf-8") as handle:
+                json.dump(iiif_manifest(record, links), handle, ensure_ascii=False, indent=1)
+            entries.append((record.specimen_id, record.accession))
+        with atomic_open(out / "collection.json", "w", encoding="utf-8") as handle:
+            json.dump(iiif_collection(entries, links), handle, ensure_ascii=False, indent=1)
+    else:
+        raise ValueError(f"format {fmt!r}: use csv, jsonld or iiif")
+    return count

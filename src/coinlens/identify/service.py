@@ -1,0 +1,209 @@
+"""A long-lived identifier: the current model, its reference index and matcher, loaded once.
+
+The command line builds one per run; the web app keeps one for its lifetime, so a query costs an
+embedding and a search, and a reviewer's accepted coin joins the references at once (without
+retraining). It reloads by itself when ``coinlens train`` made a newer model version.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image as PILImage
+from sqlalchemy import select
+
+from coinlens.catalog import Home, Image, ModelVersion, Specimen
+from coinlens.identify.engine import (
+    CurrentModel,
+    Matcher,
+    add_refs,
+    crop_refs,
+    current_model,
+    embed_refs,
+    store_verifier,
+    sync_index,
+    type_references,
+)
+from coinlens.identify.scoring import Suggestion
+from coinlens.identify.verify import decode_crop
+from coinlens.index import ReferenceIndex
+from coinlens.model.transforms import crop_to_array
+from coinlens.vision import load_image
+from coinlens.vision.localise import crop_coin, locate_coins
+
+
+class NoReferences(RuntimeError):
+    """Nothing is catalogued yet, so there is nothing to compare a coin with."""
+
+
+@dataclass(frozen=True)
+class QueryCoin:
+    """One side of a coin to identify: its crop as stored (JPEG bytes) and which side it is."""
+
+    crop_jpeg: bytes
+    side: str
+    round: bool = True
+
+
+def coins_in_photo(data: bytes, side: str = "unknown", *, max_pixels: int) -> list[QueryCoin]:
+    """The coin sides in one uploaded photo, cropped the way ingest crops them.
+
+    A photo of two sides side by side or stacked gives the obverse and the reverse; otherwise the
+    largest coin found is the one asked about. Raises ``ImageLoadError`` for what is not a picture.
+    """
+    loaded = load_image(data, max_pixels=max_pixels)
+    layout = locate_coins(loaded.rgb)
+    boxes = list(layout.boxes)
+    if layout.kind == "pair" and side in ("unknown", "both"):
+        planned = [("obverse", boxes[0]), ("reverse", boxes[1])]
+    else:
+        planned = [(side, max(boxes, key=lambda box: box.size))]
+    coins = []
+    for coin_side, box in planned:
+        buffer = io.BytesIO()
+        crop_coin(loaded.rgb, box).save(buffer, format="JPEG", quality=92)
+        coins.append(QueryCoin(buffer.getvalue(), coin_side, box.round))
+    return coins
+
+
+class Identifier:
+    """Suggestions from the home's newest model; safe to share between threads."""
+
+    def __init__(self, home: Home, *, device: str = "cpu") -> None:
+        self.home = home
+        self.device = device
+        self._lock = threading.RLock()
+        self._model: CurrentModel | None = None
+        self._matcher: Matcher | None = None
+
+    @property
+    def model(self) -> CurrentModel:
+        return self.ready()[0]
+
+    def _newest_version_id(self) -> int | None:
+        with self.home.catalog.reader() as session:
+            return session.scalar(
+                select(ModelVersion.id)
+                .where(ModelVersion.artefacts.is_not(None))
+                .order_by(ModelVersion.id.desc())
+                .limit(1)
+            )
+
+    def ready(
+        self,
+        *,
+        on_start: Callable[[int], None] | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> tuple[CurrentModel, Matcher]:
+        """Load (or reload, after a training) the model and bring its index in step."""
+        from coinlens.identify.training import calibrate_pretrained
+
+        with self._lock:
+            newest = self._newest_version_id()
+            loaded = self._model
+            stale = loaded is None or (newest is not None and loaded.version.id != newest)
+            if stale or self._matcher is None:
+                model = current_model(self.home, device=self.device)
+                index = sync_index(self.home, model, on_start=on_start, on_batch=on_batch)
+                if len(index) == 0:
+                    raise NoReferences(
+                        "no catalogued coins to compare with: ingest a labelled collection first"
+                    )
+                pretrained = model.version.artefacts is None
+                if pretrained and not (model.version.metrics or {}).get("calibration"):
+                    model.calibration = calibrate_pretrained(self.home, model, index)
+                self._model = model
+                self._matcher = Matcher(
+                    index, model.calibration, verifier=store_verifier(self.home)
+                )
+            return self._model, self._matcher
+
+    @property
+    def index(self) -> ReferenceIndex:
+        return self.ready()[1].index
+
+    def add_specimens(self, specimen_ids: Sequence[int]) -> int:
+        """Make these specimens' images references now (or drop them, if no longer catalogued).
+
+        Returns how many images joined. The saved index catches up at the next ``sync_index``
+        (the next ``coinlens identify``, or a restart).
+        """
+        try:
+            self.ready()
+        except NoReferences:
+            return 0
+        with self.home.catalog.reader() as session:
+            rows = session.execute(
+                select(Image, Specimen)
+                .join(Specimen, Image.specimen_id == Specimen.id)
+                .where(Specimen.id.in_(list(specimen_ids)))
+                .order_by(Image.id)
+            ).all()
+            refs = crop_refs(rows)
+            catalogued = {
+                s.id for _, s in rows if s.status == "catalogued" and s.type_id is not None
+            }
+        with self._lock:
+            model, matcher = self._model, self._matcher
+            matcher.index.remove([r.image_id for r in refs if r.image_id in matcher.index])
+            joining = [r for r in refs if r.specimen_id in catalogued]
+            if joining:
+                add_refs(matcher.index, joining, embed_refs(self.home, model.embedder, joining))
+        return len(joining)
+
+    def suggest(self, coins: Sequence[QueryCoin], *, top_k: int = 5) -> dict[str, Any]:
+        """Ranked types for one specimen shown by ``coins`` (one or both sides), nothing stored."""
+        model, matcher = self.ready()
+        arrays = np.stack(
+            [
+                crop_to_array(PILImage.open(io.BytesIO(c.crop_jpeg)), model.embedder.input_size)
+                for c in coins
+            ]
+        )
+        with self._lock:
+            vectors = model.embedder.embed_arrays(arrays, np.array([c.round for c in coins]))
+            ((suggestions, decision, _),) = matcher.match(
+                vectors,
+                [list(range(len(coins)))],
+                top_k=top_k,
+                query_crop=lambda row: decode_crop(coins[row].crop_jpeg),
+            )
+        return self.describe(suggestions, decision)
+
+    def describe(self, suggestions: Sequence[Suggestion], decision: str) -> dict[str, Any]:
+        """JSON-ready suggestions with type references and the evidence images' keys."""
+        references = type_references(self.home, [s.type_id for s in suggestions])
+        evidence_ids = {i for s in suggestions for i in s.evidence}
+        with self.home.catalog.reader() as session:
+            images = {
+                image.id: image
+                for image in session.scalars(select(Image).where(Image.id.in_(evidence_ids)))
+            }
+        return {
+            "model_version": self.model.version.id,
+            "decision": decision,
+            "suggestions": [
+                {
+                    "rank": number,
+                    "type_id": s.type_id,
+                    "type": references.get(s.type_id),
+                    "score": round(s.score, 6),
+                    "similarity": round(s.similarity, 6),
+                    "evidence": [
+                        {
+                            "image_id": i,
+                            "key": images[i].key,
+                            "specimen_id": images[i].specimen_id,
+                        }
+                        for i in s.evidence
+                        if i in images
+                    ],
+                }
+                for number, s in enumerate(suggestions, start=1)
+            ],
+        }

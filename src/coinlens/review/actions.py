@@ -1,0 +1,185 @@
+"""What a reviewer does to a coin: accept, correct, flag as a possible new type, skip, bulk accept.
+
+Every action is one transaction that writes a Review row (the audit trail). Actions that change a
+specimen carry the version the reviewer saw; if someone else changed it meanwhile the action is
+refused with ``ReviewConflict`` and nothing is overwritten (optimistic locking).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from coinlens.catalog import Catalog, CoinType, Review, Specimen, type_references
+from coinlens.catalog.models import utcnow
+
+ACTIONS = ("accept", "correct", "new_type", "skip")
+
+
+class ReviewError(ValueError):
+    """The action cannot be applied (an unknown type, a missing specimen...)."""
+
+
+class ReviewConflict(RuntimeError):
+    """Somebody changed the specimen after the reviewer loaded it."""
+
+
+def review_specimen(
+    catalog: Catalog,
+    specimen_id: int,
+    *,
+    reviewer: str,
+    action: str,
+    expected_version: int | None,
+    type_id: int | None = None,
+    comment: str | None = None,
+) -> dict[str, Any]:
+    """Apply one action; return the specimen's new state.
+
+    ``accept`` takes the suggested type unless ``type_id`` names another (then it is recorded as
+    ``correct``); ``correct`` needs ``type_id``; both catalogue the specimen. ``new_type`` flags
+    it (status in_review) for a curator to add its type. ``skip`` only leaves a trace.
+    ``expected_version`` None means "whatever is there now" (scripts that accept the risk).
+    """
+    if action not in ACTIONS:
+        raise ReviewError(f"action {action!r}: use one of {', '.join(ACTIONS)}")
+    with catalog.session() as session:
+        specimen = session.get(Specimen, specimen_id)
+        if specimen is None:
+            raise ReviewError(f"specimen {specimen_id} does not exist")
+        version = specimen.version if expected_version is None else expected_version
+        if specimen.version != version:
+            raise _conflict(session, specimen, version)
+        from_type = specimen.type_id
+        values: dict[str, Any] = {}
+        if action in ("accept", "correct"):
+            chosen = type_id if type_id is not None else specimen.suggested_type_id
+            if chosen is None:
+                raise ReviewError(f"specimen {specimen_id}: no type given and none suggested")
+            if session.get(CoinType, chosen) is None:
+                raise ReviewError(f"type {chosen} does not exist")
+            if action == "accept" and chosen != specimen.suggested_type_id:
+                action = "correct"
+            values = {"type_id": chosen, "status": "catalogued"}
+        elif action == "new_type":
+            values = {"type_id": None, "status": "in_review"}
+        if values:
+            changed = session.execute(
+                update(Specimen)
+                .where(Specimen.id == specimen_id, Specimen.version == version)
+                .values(**values, version=Specimen.version + 1, updated_at=utcnow())
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if changed != 1:
+                session.refresh(specimen)
+                raise _conflict(session, specimen, version)
+        session.add(
+            Review(
+                specimen_id=specimen_id,
+                reviewer=reviewer,
+                action=action,
+                from_type_id=from_type,
+                to_type_id=values.get("type_id", from_type),
+                comment=comment or None,
+            )
+        )
+        session.flush()
+        session.refresh(specimen)
+        return {
+            "id": specimen.id,
+            "accession": specimen.accession,
+            "status": specimen.status,
+            "type_id": specimen.type_id,
+            "version": specimen.version,
+            "action": action,
+        }
+
+
+def _conflict(session: Session, specimen: Specimen, seen: int) -> ReviewConflict:
+    last = session.scalar(
+        select(Review).where(Review.specimen_id == specimen.id).order_by(Review.id.desc())
+    )
+    who = f" by {last.reviewer} ({last.action})" if last else ""
+    return ReviewConflict(
+        f"specimen {specimen.accession} was changed{who} after you opened it "
+        f"(version {seen}, now {specimen.version}); reload it to see the change"
+    )
+
+
+def _bulk_query(batch: str | None):
+    query = select(Specimen.id, Specimen.suggested_type_id, Specimen.version).where(
+        Specimen.status == "backlog",
+        Specimen.decision == "auto_accept",
+        Specimen.suggested_type_id.is_not(None),
+    )
+    return query.where(Specimen.batch == batch) if batch else query
+
+
+def bulk_accept_candidates(session: Session, batch: str | None) -> int:
+    """How many coins ``bulk_accept`` would catalogue now (for the confirmation)."""
+    return session.scalar(select(func.count()).select_from(_bulk_query(batch).subquery())) or 0
+
+
+def bulk_accept(
+    catalog: Catalog, batch: str | None, *, reviewer: str, expected_count: int | None = None
+) -> list[int]:
+    """Accept every ``auto_accept`` suggestion of ``batch`` (all batches if None) in one go.
+
+    ``expected_count`` is what the reviewer confirmed; if the queue changed since, nothing is
+    done (``ReviewConflict``). Returns the ids of the specimens catalogued.
+    """
+    with catalog.session() as session:
+        rows = session.execute(_bulk_query(batch).with_for_update()).all()
+        if expected_count is not None and expected_count != len(rows):
+            raise ReviewConflict(
+                f"batch {batch or '(all)'}: {len(rows)} coins are ready to accept now, "
+                f"not the {expected_count} you confirmed; look again"
+            )
+        now = utcnow()
+        for specimen_id, type_id, version in rows:
+            changed = session.execute(
+                update(Specimen)
+                .where(Specimen.id == specimen_id, Specimen.version == version)
+                .values(
+                    type_id=type_id,
+                    status="catalogued",
+                    version=Specimen.version + 1,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if changed != 1:
+                raise ReviewConflict(f"specimen {specimen_id} changed during the bulk accept")
+            session.add(
+                Review(
+                    specimen_id=specimen_id,
+                    reviewer=reviewer,
+                    action="bulk_accept",
+                    to_type_id=type_id,
+                    comment=f"batch {batch}" if batch else None,
+                    at=now,
+                )
+            )
+        return [row[0] for row in rows]
+
+
+def history(session: Session, specimen_id: int) -> list[dict[str, Any]]:
+    """The audit trail of a specimen, oldest first, with type references."""
+    reviews = session.scalars(
+        select(Review).where(Review.specimen_id == specimen_id).order_by(Review.id)
+    ).all()
+    type_ids = {r.from_type_id for r in reviews} | {r.to_type_id for r in reviews}
+    references = type_references(session, type_ids)
+    return [
+        {
+            "at": r.at.isoformat(),
+            "reviewer": r.reviewer,
+            "action": r.action,
+            "from_type": references.get(r.from_type_id),
+            "to_type": references.get(r.to_type_id),
+            "comment": r.comment,
+        }
+        for r in reviews
+    ]

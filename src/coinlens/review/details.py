@@ -1,0 +1,182 @@
+"""What a reviewer looks at: a specimen with its sides, suggestions and their reference coins,
+and the types to choose from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from coinlens.catalog import CoinType, Image, Specimen, Suggestion
+from coinlens.review.actions import history
+
+TYPE_FIELDS = (
+    "reference",
+    "uri",
+    "authority",
+    "mint",
+    "denomination",
+    "date_from",
+    "date_to",
+    "material",
+    "description",
+)
+
+
+def type_dict(coin_type: CoinType, specimens: int | None = None) -> dict[str, Any]:
+    out = {"id": coin_type.id, **{name: getattr(coin_type, name) for name in TYPE_FIELDS}}
+    if specimens is not None:
+        out["catalogued_specimens"] = specimens
+    return out
+
+
+def image_dict(image: Image) -> dict[str, Any]:
+    crop = image.crop or {}
+    return {
+        "id": image.id,
+        "side": image.side,
+        "key": image.key,
+        "crop_key": crop.get("key") or image.key,
+        "thumbnail_key": image.thumbnail_key,
+        "width": image.width,
+        "height": image.height,
+        "source": image.source,
+        "box": {k: crop[k] for k in ("x", "y", "w", "h") if k in crop} or None,
+    }
+
+
+def specimen_summary(specimen: Specimen) -> dict[str, Any]:
+    return {
+        "id": specimen.id,
+        "accession": specimen.accession,
+        "status": specimen.status,
+        "type_id": specimen.type_id,
+        "batch": specimen.batch,
+        "weight_g": specimen.weight_g,
+        "diameter_mm": specimen.diameter_mm,
+        "die_axis": specimen.die_axis,
+        "decision": specimen.decision,
+        "suggested_type_id": specimen.suggested_type_id,
+        "score": specimen.suggestion_score,
+        "margin": specimen.suggestion_margin,
+        "version": specimen.version,
+    }
+
+
+def specimen_detail(session: Session, specimen_id: int) -> dict[str, Any] | None:
+    """The specimen, its images, its newest suggestions with their evidence images, its trail."""
+    specimen = session.get(Specimen, specimen_id)
+    if specimen is None:
+        return None
+    newest = session.scalar(
+        select(func.max(Suggestion.model_version_id)).where(Suggestion.specimen_id == specimen_id)
+    )
+    suggestions = session.scalars(
+        select(Suggestion)
+        .where(Suggestion.specimen_id == specimen_id, Suggestion.model_version_id == newest)
+        .order_by(Suggestion.rank)
+    ).all()
+    type_ids = {s.type_id for s in suggestions} | {specimen.type_id}
+    types = {
+        t.id: t for t in session.scalars(select(CoinType).where(CoinType.id.in_(type_ids - {None})))
+    }
+    evidence_ids = {i for s in suggestions for i in (s.evidence or {}).get("images", [])}
+    evidence = {
+        image.id: image
+        for image in session.scalars(select(Image).where(Image.id.in_(evidence_ids)))
+    }
+    accessions = dict(
+        session.execute(
+            select(Specimen.id, Specimen.accession).where(
+                Specimen.id.in_({image.specimen_id for image in evidence.values()})
+            )
+        ).all()
+    )
+    out = specimen_summary(specimen)
+    out["type"] = type_dict(types[specimen.type_id]) if specimen.type_id in types else None
+    out["images"] = [image_dict(image) for image in specimen.images]
+    out["model_version"] = newest
+    out["suggestions"] = [
+        {
+            "rank": s.rank,
+            "type_id": s.type_id,
+            "type": types[s.type_id].reference if s.type_id in types else None,
+            "score": s.score,
+            "similarity": (s.evidence or {}).get("similarity"),
+            "decision": s.decision,
+            "evidence": [
+                {
+                    **image_dict(evidence[i]),
+                    "specimen_id": evidence[i].specimen_id,
+                    "accession": accessions.get(evidence[i].specimen_id),
+                }
+                for i in (s.evidence or {}).get("images", [])
+                if i in evidence
+            ],
+        }
+        for s in suggestions
+    ]
+    out["history"] = history(session, specimen_id)
+    return out
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern matching ``text`` literally (its % and _ escaped)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def search_types(session: Session, query: str = "", *, limit: int = 20) -> list[dict[str, Any]]:
+    """Types whose reference (or denomination, authority, mint) contains ``query``: the exact
+    reference first, then references starting with it, then the rest."""
+    statement = select(CoinType)
+    text = query.strip()
+    if text:
+        pattern = _like(text)
+        statement = statement.where(
+            or_(
+                CoinType.reference.ilike(pattern, escape="\\"),
+                CoinType.denomination.ilike(pattern, escape="\\"),
+                CoinType.authority.ilike(pattern, escape="\\"),
+                CoinType.mint.ilike(pattern, escape="\\"),
+            )
+        )
+    rows = session.scalars(statement.order_by(CoinType.reference).limit(max(limit * 5, 50))).all()
+    lowered = text.lower()
+    rows = sorted(
+        rows,
+        key=lambda t: (
+            t.reference.lower() != lowered,
+            not t.reference.lower().startswith(lowered),
+            t.reference,
+        ),
+    )
+    return [type_dict(t) for t in rows[:limit]]
+
+
+def type_detail(session: Session, type_id: int) -> dict[str, Any] | None:
+    coin_type = session.get(CoinType, type_id)
+    if coin_type is None:
+        return None
+    count = session.scalar(
+        select(func.count())
+        .select_from(Specimen)
+        .where(Specimen.type_id == type_id, Specimen.status == "catalogued")
+    )
+    out = type_dict(coin_type, count)
+    examples = session.execute(
+        select(Image.thumbnail_key, Specimen.id, Specimen.accession)
+        .join(Specimen, Image.specimen_id == Specimen.id)
+        .where(Specimen.type_id == type_id, Specimen.status == "catalogued")
+        .order_by(Image.id)
+        .limit(12)
+    ).all()
+    out["examples"] = [
+        {"thumbnail_key": key, "specimen_id": sid, "accession": acc} for key, sid, acc in examples
+    ]
+    return out
+
+
+def type_by_reference(session: Session, reference: str) -> CoinType | None:
+    return session.scalar(select(CoinType).where(CoinType.reference == reference.strip()))

@@ -1,0 +1,187 @@
+"""Review through the API: accept, correct, conflicts, bulk accept; references join at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from coinlens.catalog import Review, Specimen
+from coinlens.identify.engine import catalogued_crops
+
+
+def _queue(site, **params) -> dict:
+    response = site.client.get("/api/v1/queue", params=params, headers=site.auth("vic"))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _photo(site, specimen_id: int) -> bytes:
+    with site.home.catalog.reader() as session:
+        specimen = session.get(Specimen, specimen_id)
+        return site.home.store.get(specimen.images[0].key)
+
+
+def test_the_queue_puts_the_least_certain_first_and_pages_through_everything(site) -> None:
+    first = _queue(site, limit=5)
+    counts = first["counts"]
+    assert counts["total"] == 24
+    assert counts["total"] == counts["auto_accept"] + counts["review"] + counts["possible_new_type"]
+    seen, page = [], first
+    while True:
+        seen.extend(page["items"])
+        if not page["next_cursor"]:
+            break
+        page = _queue(site, limit=5, cursor=page["next_cursor"])
+    assert len(seen) == 24 and len({i["id"] for i in seen}) == 24
+    scores = [i["score"] for i in seen]
+    assert scores == sorted(scores)
+    by_margin = _queue(site, order="margin", limit=50)["items"]
+    assert [i["margin"] for i in by_margin] == sorted(i["margin"] for i in by_margin)
+    review_only = _queue(site, decision="review")
+    assert {i["decision"] for i in review_only["items"]} == {"review"}
+    assert len(review_only["items"]) == counts["review"]
+    assert _queue(site, batch="no-such-batch")["items"] == []
+    one_type = seen[0]["suggested_type_id"]
+    assert {i["suggested_type_id"] for i in _queue(site, type_id=one_type)["items"]} == {one_type}
+    bad = site.client.get("/api/v1/queue?cursor=nonsense", headers=site.auth("vic"))
+    assert bad.status_code == 400 and "cursor" in bad.json()["error"]
+
+
+def test_accepting_catalogues_and_the_coin_helps_the_next_query_at_once(site) -> None:
+    item = _queue(site, decision="review")["items"][0]
+    other_type = next(
+        t
+        for t in site.client.get("/api/v1/types", headers=site.auth("vic")).json()["items"]
+        if t["id"] != item["suggested_type_id"]
+    )
+    response = site.client.post(
+        f"/api/v1/specimens/{item['id']}/review",
+        json={
+            "action": "accept",
+            "type": other_type["reference"],
+            "version": item["version"],
+            "comment": "legend reads clearly",
+        },
+        headers=site.auth("rita"),
+    )
+    assert response.status_code == 200, response.text
+    state = response.json()
+    assert state["status"] == "catalogued" and state["type_id"] == other_type["id"]
+    assert state["action"] == "correct" and state["references_added"] >= 1
+    detail = site.client.get(f"/api/v1/specimens/{item['id']}", headers=site.auth("vic")).json()
+    assert detail["history"][-1]["reviewer"] == "rita"
+    assert detail["history"][-1]["to_type"] == other_type["reference"]
+    assert detail["history"][-1]["comment"] == "legend reads clearly"
+    # The same photo, asked again: its own catalogued image is now the best reference.
+    again = site.client.post(
+        "/api/v1/identify",
+        files={"images": ("coin.jpg", _photo(site, item["id"]), "image/jpeg")},
+        headers=site.auth("vic"),
+    ).json()
+    top = again["suggestions"][0]
+    assert top["type"] == other_type["reference"]
+    assert top["evidence"][0]["specimen_id"] == item["id"]
+    # ... and the next training sees it.
+    assert item["id"] in {ref.specimen_id for ref in catalogued_crops(site.home)}
+
+
+def test_a_second_reviewer_gets_a_conflict_and_nothing_is_overwritten(site) -> None:
+    item = _queue(site)["items"][0]
+    types = site.client.get("/api/v1/types", headers=site.auth("vic")).json()["items"]
+    first = {"action": "correct", "type_id": types[0]["id"], "version": item["version"]}
+    second = {"action": "correct", "type_id": types[1]["id"], "version": item["version"]}
+    url = f"/api/v1/specimens/{item['id']}/review"
+    assert site.client.post(url, json=first, headers=site.auth("rita")).status_code == 200
+    conflict = site.client.post(url, json=second, headers=site.auth("ada"))
+    assert conflict.status_code == 409
+    assert "changed by rita" in conflict.json()["error"]
+    with site.home.catalog.reader() as session:
+        specimen = session.get(Specimen, item["id"])
+        assert specimen.type_id == types[0]["id"]
+        assert [r.reviewer for r in session.scalars(select(Review))] == ["rita"]
+
+
+def test_flag_skip_and_bad_reviews(site) -> None:
+    items = _queue(site)["items"]
+    url = f"/api/v1/specimens/{items[0]['id']}/review"
+    flagged = site.client.post(
+        url, json={"action": "new_type", "version": items[0]["version"]}, headers=site.auth("rita")
+    )
+    assert flagged.json()["status"] == "in_review"
+    assert items[0]["id"] in [i["id"] for i in _queue(site, status="in_review")["items"]]
+    assert _queue(site)["counts"]["total"] == 23
+    skip = {"action": "skip", "version": items[1]["version"]}
+    skipped = site.client.post(
+        f"/api/v1/specimens/{items[1]['id']}/review", json=skip, headers=site.auth("rita")
+    )
+    assert skipped.json()["status"] == "backlog"
+    unknown = {"action": "correct", "type": "RRC 999/9", "version": items[2]["version"]}
+    response = site.client.post(
+        f"/api/v1/specimens/{items[2]['id']}/review", json=unknown, headers=site.auth("rita")
+    )
+    assert response.status_code == 400 and "RRC 999/9" in response.json()["error"]
+    missing = site.client.post(
+        "/api/v1/specimens/999999/review", json=skip, headers=site.auth("rita")
+    )
+    assert missing.status_code == 404
+    nonsense = site.client.post(url, json={"action": "delete"}, headers=site.auth("rita"))
+    assert nonsense.status_code == 422 and "action" in nonsense.json()["error"]
+
+
+def test_bulk_accept_takes_every_auto_accept_of_the_batch(site) -> None:
+    counts = _queue(site, batch="batch-a")["counts"]
+    assert counts["auto_accept"] > 0
+    stale = site.client.post(
+        "/api/v1/bulk-accept",
+        json={"batch": "batch-a", "expected_count": counts["auto_accept"] + 1},
+        headers=site.auth("rita"),
+    )
+    assert stale.status_code == 409
+    done = site.client.post(
+        "/api/v1/bulk-accept",
+        json={"batch": "batch-a", "expected_count": counts["auto_accept"]},
+        headers=site.auth("rita"),
+    )
+    assert done.json() == {"batch": "batch-a", "accepted": counts["auto_accept"]}
+    after = _queue(site, batch="batch-a")["counts"]
+    assert after["auto_accept"] == 0 and after["total"] == counts["total"] - counts["auto_accept"]
+    with site.home.catalog.reader() as session:
+        actions = {r.action for r in session.scalars(select(Review))}
+        assert actions == {"bulk_accept"}
+
+
+def test_specimens_and_types_endpoints(site) -> None:
+    listing = site.client.get(
+        "/api/v1/specimens?status=catalogued&limit=10", headers=site.auth("vic")
+    ).json()
+    assert len(listing["items"]) == 10 and listing["next_after_id"] == listing["items"][-1]["id"]
+    following = site.client.get(
+        f"/api/v1/specimens?status=catalogued&after_id={listing['next_after_id']}&limit=100",
+        headers=site.auth("vic"),
+    ).json()
+    assert len(following["items"]) == 38 and following["next_after_id"] is None
+    types = site.client.get("/api/v1/types?q=2", headers=site.auth("vic")).json()["items"]
+    assert {t["reference"] for t in types[:3]} == {"20c", "2c", "2e"}
+    exact = site.client.get("/api/v1/types?q=2c", headers=site.auth("vic")).json()["items"]
+    assert exact[0]["reference"] == "2c"
+    one = site.client.get(f"/api/v1/types/{types[0]['id']}", headers=site.auth("vic")).json()
+    assert one["catalogued_specimens"] == 6 and len(one["examples"]) == 6
+    assert site.client.get("/api/v1/types/99999", headers=site.auth("vic")).status_code == 404
+    assert site.client.get("/api/v1/specimens/99999", headers=site.auth("vic")).status_code == 404
+    status = site.client.get("/api/v1/status", headers=site.auth("vic")).json()
+    assert status["specimens"] == {"catalogued": 48, "backlog": 24, "in_review": 0}
+    docs = site.client.get("/openapi.json").json()
+    assert "/api/v1/identify" in docs["paths"] and "/api/v1/export" in docs["paths"]
+
+
+def test_images_are_served_from_the_store(site) -> None:
+    detail = site.client.get("/api/v1/specimens/1", headers=site.auth("vic")).json()
+    image = detail["images"][0]
+    response = site.client.get(f"/media/{image['thumbnail_key']}", headers=site.auth("vic"))
+    assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
+    assert response.content[:3] == b"\xff\xd8\xff"
+    escape = site.client.get("/media/../coinlens.db", headers=site.auth("vic"))
+    assert escape.status_code == 404
+    assert site.client.get("/media/images/zz/none.jpg", headers=site.auth("vic")).status_code == 404
+    assert Path(site.home.settings.home, "coinlens.db").exists()
