@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/identify.py
 	$(BIN)/python bench/index.py
+	$(BIN)/python bench/review_load.py
 
 clean:
 	rm -rf $(VENV) demo-home .pytest_cache bench/results

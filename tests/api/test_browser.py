@@ -1,0 +1,129 @@
+"""The review pages in real headless Chromium (Debian's chromium, driven by Playwright)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from coinlens.catalog import CoinType, Home, Review, Specimen
+from helpers import free_port
+from reviewable import PASSWORD, copy_home
+
+CHROMIUM = Path(os.environ.get("COINLENS_CHROMIUM", "/usr/bin/chromium"))
+ARTEFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def server(reviewable_template, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """``coinlens serve`` on a free port over a copy of the reviewable home."""
+    home = copy_home(reviewable_template, tmp_path / "home")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "coinlens", "serve", "--home", str(home), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"coinlens serve did not start: {process.stdout.read()!r}")
+            time.sleep(0.2)
+        yield url, home
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM} (apt install chromium chromium-driver)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def test_review_in_the_browser(server, browser) -> None:
+    url, home = server
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(30_000)
+
+    page.goto(f"{url}/queue")
+    assert "/login" in page.url
+    page.fill("input[name=name]", "rita")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/queue")
+    assert page.inner_text("[data-count=total]") == "24"
+    rows = page.locator("#queue tbody tr")
+    assert rows.count() == 24
+
+    # Accept the top suggestion of the first coin by keyboard.
+    first_id = int(rows.first.get_attribute("data-specimen"))
+    rows.first.locator("a").click()
+    page.wait_for_url(f"{url}/specimens/{first_id}")
+    suggested = page.inner_text("#suggestions tr[data-rank='1'] b")
+    ARTEFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTEFACTS / "specimen-page.png"), full_page=True)
+    page.keyboard.press("1")
+    page.wait_for_url(lambda current: f"/specimens/{first_id}" not in current)
+
+    # Correct the next coin through the type search.
+    second_id = int(page.url.rsplit("/", 1)[1].split("?")[0])
+    page.keyboard.press("/")
+    page.keyboard.type("2")
+    page.wait_for_function("document.querySelectorAll('#type-options option').length >= 3")
+    options = page.eval_on_selector_all("#type-options option", "os => os.map(o => o.value)")
+    assert {"20c", "2c", "2e"} <= set(options)
+    page.fill("#type-search", "2e")
+    page.keyboard.press("Enter")
+    page.wait_for_url(lambda current: f"/specimens/{second_id}" not in current)
+
+    # Bulk-accept the batch's auto-accept suggestions, with the confirmation.
+    page.goto(f"{url}/queue?batch=batch-a")
+    page.click("#bulk-accept")
+    count = int(page.inner_text("#bulk-count"))
+    assert count > 0
+    page.click("#confirm-bulk")
+    assert f"accepted {count} coins" in page.inner_text("#bulk-result")
+
+    with Home.open(home) as opened, opened.catalog.reader() as session:
+        first = session.get(Specimen, first_id)
+        assert first.status == "catalogued"
+        assert session.get(CoinType, first.type_id).reference == suggested
+        second = session.get(Specimen, second_id)
+        assert second.status == "catalogued"
+        assert session.get(CoinType, second.type_id).reference == "2e"
+        actions = [r.action for r in session.scalars(select(Review).order_by(Review.id))]
+        assert actions[0] == "accept" and actions[1] in {"correct", "accept"}
+        assert actions[2:] == ["bulk_accept"] * count
+        assert {r.reviewer for r in session.scalars(select(Review))} == {"rita"}
+    page.goto(f"{url}/specimens/{second_id}")
+    assert "rita" in page.inner_text("#history")
