@@ -75,9 +75,25 @@ def migrate(engine: Engine) -> bool:
         if current_revision(engine) == head_revision():
             return False
         config = _alembic_config(engine)
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        sqlite = engine.dialect.name == "sqlite"
+        with engine.connect() as connection:
+            if sqlite:
+                # SQLite alters a table by copying it and dropping the old one; with foreign keys
+                # on, that drop would cascade-delete every row that points at it.
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()
+            try:
+                with connection.begin():
+                    config.attributes["connection"] = connection
+                    command.upgrade(config, "head")
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise CatalogError(f"migration left broken references: {broken[:5]}")
+            finally:
+                if sqlite:
+                    connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    connection.commit()
         return True
     except OperationalError as exc:
         url = engine.url.render_as_string(hide_password=True)

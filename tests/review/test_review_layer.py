@@ -1,0 +1,85 @@
+"""The review layer's Python API: queue order and pages, actions, conflicts, bulk accept."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from coinlens.catalog import Review, Specimen
+from coinlens.review import (
+    QueueFilter,
+    ReviewConflict,
+    ReviewError,
+    bulk_accept,
+    bulk_accept_candidates,
+    history,
+    queue_counts,
+    queue_page,
+    review_specimen,
+)
+from coinlens.review.queue import QueueError
+
+
+def test_queue_pages_are_keyset_ordered_and_filtered(site) -> None:
+    catalog = site.home.catalog
+    with catalog.reader() as session:
+        pages, cursor = [], None
+        while True:
+            page = queue_page(session, QueueFilter(order="margin"), cursor=cursor, limit=7)
+            pages.append(page.items)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        items = [item for page in pages for item in page]
+        assert [len(p) for p in pages] == [7, 7, 7, 3]
+        assert [i["margin"] for i in items] == sorted(i["margin"] for i in items)
+        counts = queue_counts(session, QueueFilter(batch="batch-a"))
+        assert counts["total"] == 24
+        auto = queue_page(session, QueueFilter(decision="auto_accept"), limit=100).items
+        assert len(auto) == counts["auto_accept"] == bulk_accept_candidates(session, "batch-a")
+    with pytest.raises(QueueError, match="decision"):
+        QueueFilter(decision="maybe")
+    with pytest.raises(QueueError, match="order"):
+        QueueFilter(order="random")
+
+
+def test_actions_leave_an_audit_trail_and_refuse_stale_versions(site) -> None:
+    catalog = site.home.catalog
+    with catalog.reader() as session:
+        item = queue_page(session, QueueFilter(), limit=1).items[0]
+    skipped = review_specimen(
+        catalog, item["id"], reviewer="kim", action="skip", expected_version=item["version"]
+    )
+    assert skipped["version"] == item["version"]  # a skip changes nothing
+    accepted = review_specimen(
+        catalog, item["id"], reviewer="kim", action="accept", expected_version=item["version"]
+    )
+    assert accepted["status"] == "catalogued" and accepted["type_id"] == item["suggested_type_id"]
+    assert accepted["version"] == item["version"] + 1
+    with pytest.raises(ReviewConflict, match="changed by kim"):
+        review_specimen(
+            catalog, item["id"], reviewer="lee", action="new_type", expected_version=item["version"]
+        )
+    with pytest.raises(ReviewError, match="does not exist"):
+        review_specimen(catalog, item["id"], reviewer="lee", action="correct", type_id=999,
+                        expected_version=None)  # fmt: skip
+    with catalog.reader() as session:
+        trail = history(session, item["id"])
+        assert [(h["reviewer"], h["action"]) for h in trail] == [("kim", "skip"), ("kim", "accept")]
+        assert session.get(Specimen, item["id"]).status == "catalogued"
+
+
+def test_bulk_accept_checks_the_confirmed_count(site) -> None:
+    catalog = site.home.catalog
+    with catalog.reader() as session:
+        ready = bulk_accept_candidates(session, None)
+    with pytest.raises(ReviewConflict):
+        bulk_accept(catalog, None, reviewer="kim", expected_count=ready - 1)
+    accepted = bulk_accept(catalog, None, reviewer="kim", expected_count=ready)
+    assert len(accepted) == ready
+    assert bulk_accept(catalog, None, reviewer="kim") == []  # safe to repeat
+    with catalog.reader() as session:
+        reviews = session.scalars(select(Review)).all()
+        assert len(reviews) == ready and {r.action for r in reviews} == {"bulk_accept"}
+        statuses = {session.get(Specimen, i).status for i in accepted}
+        assert statuses == {"catalogued"}
