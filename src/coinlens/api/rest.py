@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -91,20 +93,49 @@ async def identify(
         raise HTTPException(400, f"sides: one of {', '.join(SIDES)} per image")
     if store and not principal.can("reviewer"):
         raise HTTPException(403, f"{principal.name} is a {principal.role}; storing needs reviewer")
-    payloads = [await read_upload(upload, settings.max_upload_bytes) for upload in images]
+    uploads = [
+        Upload(
+            name=_name(upload),
+            label=(upload.filename or "image")[:200],
+            data=await read_upload(upload, settings.max_upload_bytes),
+            side=side,
+        )
+        for upload, side in zip(images, sides, strict=True)
+    ]
+    # Decoding, embedding and matching take a CPU for a while: off the event loop.
+    return await run_in_threadpool(_identify, request, uploads, store, top_k, batch, principal.name)
+
+
+@dataclass(frozen=True)
+class Upload:
+    name: str  # the client's file name, quoted, for messages
+    label: str  # the client's file name as given, recorded as Image.source "upload:<label>"
+    data: bytes
+    side: str
+
+
+def _identify(
+    request: Request,
+    uploads: list[Upload],
+    store: bool,
+    top_k: int,
+    batch: str | None,
+    who: str,
+) -> dict[str, Any]:
+    settings = _home(request).settings
     coins = []
-    for upload, data, side in zip(images, payloads, sides, strict=True):
+    for upload in uploads:
         try:
-            found = coins_in_photo(data, side, max_pixels=settings.max_upload_pixels)
+            coins.extend(
+                coins_in_photo(upload.data, upload.side, max_pixels=settings.max_upload_pixels)
+            )
         except ImageLoadError as exc:
-            raise HTTPException(415, f"{_name(upload)}: {exc}") from None
-        coins.extend(found)
-    identifier = request.app.state.identifier
+            raise HTTPException(415, f"{upload.name}: {exc}") from None
     try:
         if store:
-            result = _store_and_identify(request, images, payloads, sides, top_k, batch, principal)
+            result = _store_and_identify(request, uploads, top_k, batch, who)
         else:
-            result = identifier.suggest(coins, top_k=top_k)
+            result = request.app.state.identifier.suggest(coins, top_k=top_k)
     except NoReferences as exc:
         raise HTTPException(409, str(exc)) from None
     result["stored"] = store
@@ -112,7 +143,9 @@ async def identify(
     return result
 
 
-def _store_and_identify(request, images, payloads, sides, top_k, batch, principal):
+def _store_and_identify(
+    request: Request, uploads: list[Upload], top_k: int, batch: str | None, who: str
+) -> dict[str, Any]:
     """Catalogue the upload as one backlog specimen (as ``coinlens identify`` would) and
     return its stored suggestions."""
     from coinlens.identify.batch import identify_specimens, specimens_for_items, suggestion_records
@@ -120,25 +153,25 @@ def _store_and_identify(request, images, payloads, sides, top_k, batch, principa
     from coinlens.storage.base import sha256_hex
 
     home = _home(request)
-    accession = "upload/" + sha256_hex(b"".join(payloads))[:16]
+    accession = "upload/" + sha256_hex(b"".join(u.data for u in uploads))[:16]
     with tempfile.TemporaryDirectory(prefix="coinlens-upload-") as folder:
         items = []
-        for number, (upload, data, side) in enumerate(zip(images, payloads, sides, strict=True)):
+        for number, upload in enumerate(uploads):
             path = Path(folder) / f"image-{number}"  # our name: the client's never touches disk
-            path.write_bytes(data)
+            path.write_bytes(upload.data)
             items.append(
                 IngestItem(
                     path=path,
-                    origin=f"upload {_name(upload)}",
+                    origin=f"upload {upload.name}",
                     accession=accession,
-                    side=side,
+                    side=upload.side,
                     status="backlog",
                     batch=batch or "api",
-                    source=f"upload:{(upload.filename or 'image')[:200]}",
+                    source=f"upload:{upload.label}",
                 )
             )
         report = ingest_items(
-            items, home.catalog, home.store, home.settings, target=f"api upload by {principal.name}"
+            items, home.catalog, home.store, home.settings, target=f"api upload by {who}"
         )
     if report.failed:
         raise HTTPException(415, "; ".join(str(p) for p in report.problems))
