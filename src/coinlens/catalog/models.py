@@ -83,6 +83,7 @@ class Specimen(Base):
         _enum_check("status", SPECIMEN_STATUSES),
         Index("ix_specimen_queue", "status", "suggestion_score", "id"),
         Index("ix_specimen_queue_margin", "status", "suggestion_margin", "id"),
+        Index("ix_specimen_queue_counts", "status", "batch", "decision"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

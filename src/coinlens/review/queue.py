@@ -41,7 +41,9 @@ class QueueFilter:
             raise QueueError(f"order {self.order!r}: use one of {', '.join(ORDERS)}")
 
     def conditions(self, with_decision: bool = True) -> list[ColumnElement[bool]]:
-        where = [Specimen.status == self.status, Specimen.suggestion_score.is_not(None)]
+        # identify sets decision and score together; filtering on decision lets the counts be
+        # answered from the (status, batch, decision) index alone.
+        where = [Specimen.status == self.status, Specimen.decision.is_not(None)]
         if with_decision and self.decision:
             where.append(Specimen.decision == self.decision)
         if self.type_id is not None:

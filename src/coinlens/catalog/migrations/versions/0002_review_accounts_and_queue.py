@@ -82,6 +82,9 @@ def upgrade() -> None:
             "ix_specimen_queue_margin", ["status", "suggestion_margin", "id"], unique=False
         )
         batch_op.create_index(
+            "ix_specimen_queue_counts", ["status", "batch", "decision"], unique=False
+        )
+        batch_op.create_index(
             batch_op.f("ix_specimen_suggested_type_id"), ["suggested_type_id"], unique=False
         )
         batch_op.create_foreign_key(
@@ -116,6 +119,7 @@ def downgrade() -> None:
             batch_op.f("fk_specimen_suggested_type_id_coin_type"), type_="foreignkey"
         )
         batch_op.drop_index(batch_op.f("ix_specimen_suggested_type_id"))
+        batch_op.drop_index("ix_specimen_queue_counts")
         batch_op.drop_index("ix_specimen_queue_margin")
         batch_op.drop_index("ix_specimen_queue")
         batch_op.drop_column("version")
