@@ -37,14 +37,14 @@ def test_init_creates_every_table_at_head(cli, home: Path) -> None:
     assert again.exit_code == 0
 
 
-def test_migrations_match_the_models(tmp_path: Path) -> None:
-    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
-    with catalog.engine.connect() as connection:
+def test_migrations_match_the_models(home: Path) -> None:
+    with Home.open(home) as opened, opened.catalog.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert diff == []
 
 
-def test_any_command_upgrades_an_older_database(cli, home: Path) -> None:
+def test_any_command_upgrades_an_older_database(cli, tmp_path: Path) -> None:
+    home = tmp_path / "home"
     home.mkdir()
     sqlite3.connect(home / "coinlens.db").close()  # a database from before any migration
     result = cli("status", "--home", home, "--json")

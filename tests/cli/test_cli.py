@@ -25,9 +25,10 @@ def test_status_of_a_new_home_is_all_zero(cli, home: Path) -> None:
     }
 
 
-def test_home_from_environment_variable(cli, home: Path) -> None:
+def test_home_from_environment_variable(cli, tmp_path: Path) -> None:
+    home = tmp_path / "home"
     assert cli("init", env={"COINLENS_HOME": str(home)}).exit_code == 0
-    assert (home / "coinlens.db").is_file()
+    assert (home / "coinlens.db").is_file()  # the default catalogue: SQLite inside the home
 
 
 def test_console_script_version_and_usage_errors() -> None:

@@ -22,8 +22,8 @@ def run_as_user(*args: str | Path) -> subprocess.CompletedProcess:
     command = [str(COINLENS), *map(str, args)]
     if os.geteuid() == 0 and shutil.which("setpriv"):
         command = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *command]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COINLENS_")}
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    # The environment passes on: COINLENS_DATABASE_URL is how a test selects PostgreSQL.
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
 def test_bad_files_are_reported_and_the_good_ones_go_in(home: Path, tmp_path: Path) -> None:
