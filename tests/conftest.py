@@ -46,7 +46,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def home(tmp_path: Path, database: str) -> Path:
+def home(tmp_path: Path, database: str) -> Path:  # noqa: F811 - the fixture below
     """A home folder (not created); its catalogue is SQLite or PostgreSQL (``database``)."""
     return tmp_path / "home"
 
@@ -143,4 +143,4 @@ def bucket(s3_server: S3Server) -> str:
 # The reviewable home (users, tokens, a batch with suggestions) for the review, api and export
 # tests.
 from databases import database, postgres_server  # noqa: E402, F401
-from reviewable import reviewable_template, site  # noqa: E402, F401
+from reviewable import reviewable_template, reviewable_templates, site  # noqa: E402, F401

@@ -88,6 +88,20 @@ def postgres_server() -> Iterator[PostgresServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def point_home_at(home: Path, url: str) -> None:
+    """Make a home's catalogue live at ``url`` (its settings file says so)."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "coinlens.toml").write_text(f'[coinlens]\ndatabase_url = "{url}"\n')
+
+
+def catalogue_url_for(request: pytest.FixtureRequest, engine: str, template: str | None = None):
+    """None for SQLite (the home's own file); a new PostgreSQL database's URL otherwise."""
+    if engine == "sqlite":
+        return None
+    server = request.getfixturevalue("postgres_server")
+    return server.url(server.create_database(template))
+
+
 @pytest.fixture(params=ENGINES)
 def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The engine under test; on PostgreSQL, COINLENS_DATABASE_URL points at a fresh database."""

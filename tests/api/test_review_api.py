@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sqlalchemy import select
 
 from coinlens.catalog import Review, Specimen
@@ -184,4 +182,5 @@ def test_images_are_served_from_the_store(site) -> None:
     escape = site.client.get("/media/../coinlens.db", headers=site.auth("vic"))
     assert escape.status_code == 404
     assert site.client.get("/media/images/zz/none.jpg", headers=site.auth("vic")).status_code == 404
-    assert Path(site.home.settings.home, "coinlens.db").exists()
+    settings_file = site.client.get("/media/%2E%2E/coinlens.toml", headers=site.auth("vic"))
+    assert settings_file.status_code == 404

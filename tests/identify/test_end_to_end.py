@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from coinlens.catalog import Home, ModelVersion, Specimen, Suggestion
+from databases import ENGINES, catalogue_url_for, point_home_at
 from helpers import make_image
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "euro-coins"
@@ -25,21 +26,26 @@ def _subset(source: Path, target: Path, per_type: int) -> Path:
     return target
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory):
-    """A home with 12 references per type and a model trained for one epoch."""
+@pytest.fixture(scope="module", params=ENGINES)
+def trained(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """A home with 12 references per type and a model trained for two epochs, on each catalogue
+    engine."""
     from typer.testing import CliRunner
 
     from coinlens.cli.app import app
 
-    root = tmp_path_factory.mktemp("e2e")
+    root = tmp_path_factory.mktemp(f"e2e-{request.param}")
     references = _subset(SAMPLE / "references", root / "references", 12)
     queries = _subset(SAMPLE / "backlog", root / "queries", 5)
     home = root / "home"
+    url = catalogue_url_for(request, request.param)
+    if url:
+        point_home_at(home, url)
     runner = CliRunner()
-    result = runner.invoke(app, ["ingest", str(references), "--home", str(home)])
+    env = {"COINLENS_DATABASE_URL": url or ""}  # not the database of the test that asked first
+    result = runner.invoke(app, ["ingest", str(references), "--home", str(home)], env=env)
     assert result.exit_code == 0, result.stderr
-    result = runner.invoke(app, ["train", "--home", str(home), "--epochs", "2", "--json"])
+    result = runner.invoke(app, ["train", "--home", str(home), "--epochs", "2", "--json"], env=env)
     assert result.exit_code == 0, result.stderr
     return home, references, queries, json.loads(result.stdout)
 
