@@ -31,7 +31,9 @@ from coinlens.ingest import (
     IngestReport,
     Outcome,
     ingest_items,
+    is_bucket_url,
     read_manifest,
+    scan_bucket,
     scan_folder,
 )
 from coinlens.storage import StoreError
@@ -99,17 +101,22 @@ def _print_status(counts: dict[str, Any], per_type: list[tuple[str, int]]) -> No
 
 def run_ingest(
     opened: Home,
-    path: Path,
+    path: Path | str,
     *,
     manifest: Path | None = None,
     status: str | None = None,
     batch: str | None = None,
 ) -> IngestReport:
-    """Scan ``path`` (or read ``manifest``) and ingest it, with a progress bar and errors."""
+    """Scan ``path`` (a folder, or ``s3://bucket/prefix``; or read ``manifest``) and ingest it,
+    with a progress bar and errors."""
     if manifest is not None:
         scan = read_manifest(manifest, status=status, batch=batch)
         target = str(manifest.resolve())
+    elif is_bucket_url(str(path)):
+        scan = scan_bucket(str(path), opened.settings, status=status, batch=batch)
+        target = str(path)
     else:
+        path = Path(path)
         scan = scan_folder(path, status=status, batch=batch)
         target = str(path.resolve())
     for problem in scan.problems:
@@ -174,7 +181,9 @@ def _print_ingest_summary(report: IngestReport, source: str) -> None:
 
 @app.command()
 def ingest(
-    path: Annotated[Path, typer.Argument(help="Folder of images (folders are type labels).")],
+    path: Annotated[
+        str, typer.Argument(help="Folder of images, or s3://bucket/prefix (folders are labels).")
+    ],
     home: HomeOption = None,
     manifest: Annotated[
         Path | None,
@@ -197,8 +206,8 @@ def ingest(
     """Ingest photos and catalogue data from a folder tree or a CSV manifest."""
     if status not in (None, "catalogued", "backlog"):
         fail(f"--status {status!r} must be catalogued or backlog", 2)
-    if manifest is None and path.suffix.lower() == ".csv" and path.is_file():
-        manifest = path
+    if manifest is None and path.lower().endswith(".csv") and Path(path).is_file():
+        manifest = Path(path)
     with open_home(home) as opened:
         try:
             report = run_ingest(opened, path, manifest=manifest, status=status, batch=batch)

@@ -107,7 +107,7 @@ def train(
 
 
 def run_identify(
-    home: Home, path: Path, *, top_k: int, out_path: Path | None, show: int = 15
+    home: Home, path: Path | str, *, top_k: int, out_path: Path | None, show: int = 15
 ) -> dict[str, Any]:
     """Ingest ``path`` as backlog, then suggest types for its coins; print and write results."""
     from coinlens.identify.batch import (
@@ -118,9 +118,15 @@ def run_identify(
         write_results,
     )
     from coinlens.identify.service import Identifier, NoReferences
-    from coinlens.ingest import ingest_items, scan_path
+    from coinlens.ingest import ingest_items, is_bucket_url, scan_bucket, scan_path
 
-    scan = scan_path(path, status="backlog")
+    if is_bucket_url(str(path)):
+        scan = scan_bucket(str(path), home.settings, status="backlog")
+        target = str(path)
+    else:
+        path = Path(path)
+        scan = scan_path(path, status="backlog")
+        target = str(path.resolve())
     if not scan.items:
         fail(f"{path}: no images found", 2)
     for problem in scan.problems:
@@ -133,7 +139,7 @@ def run_identify(
             home.catalog,
             home.store,
             home.settings,
-            target=str(path.resolve()),
+            target=target,
             on_outcome=lambda outcome: progress.update(task, advance=1),
         )
         for problem in report.problems[len(scan.problems) :]:
@@ -187,7 +193,9 @@ def run_identify(
 
 @app.command()
 def identify(
-    path: Annotated[Path, typer.Argument(help="A photo or a folder of photos to identify.")],
+    path: Annotated[
+        str, typer.Argument(help="A photo, a folder of photos, or s3://bucket/prefix to identify.")
+    ],
     home: HomeOption = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=50, help="Types per coin.")] = 5,
     out_file: Annotated[

@@ -7,7 +7,9 @@ from coinlens.ingest.sources import (
     IngestItem,
     Problem,
     ScanResult,
+    is_bucket_url,
     read_manifest,
+    scan_bucket,
     scan_folder,
     scan_path,
 )
@@ -21,7 +23,9 @@ __all__ = [
     "Problem",
     "ScanResult",
     "ingest_items",
+    "is_bucket_url",
     "read_manifest",
+    "scan_bucket",
     "scan_folder",
     "scan_path",
 ]

@@ -27,7 +27,7 @@ from coinlens.catalog import Catalog, CoinType, Image, Job, Specimen
 from coinlens.catalog.models import utcnow
 from coinlens.config import Settings
 from coinlens.ingest.sources import IngestItem, Problem
-from coinlens.storage import ObjectStore, StoreError, content_key, sha256_hex
+from coinlens.storage import KeyNotFound, ObjectStore, StoreError, content_key, sha256_hex
 from coinlens.vision import ImageLoadError, load_image, make_thumbnail
 from coinlens.vision.localise import Box, Layout, crop_coin, locate_coins
 
@@ -109,6 +109,16 @@ class IngestReport:
 
 
 def _read(item: IngestItem, max_bytes: int) -> bytes:
+    if item.fetch is not None:
+        try:
+            data = item.fetch()
+        except KeyNotFound:
+            raise ImageLoadError("object not found (removed since it was listed)") from None
+        except StoreError as exc:
+            raise ImageLoadError(f"cannot read object ({exc})") from None
+        if len(data) > max_bytes:
+            raise ImageLoadError(f"file too large ({len(data):,} bytes; limit {max_bytes:,})")
+        return data
     try:
         size = item.path.stat().st_size
         if size > max_bytes:

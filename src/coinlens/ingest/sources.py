@@ -9,11 +9,15 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlparse
 
 from coinlens.catalog import SIDES
+from coinlens.config import Settings
+from coinlens.storage import StoreError, open_store
 
 IMAGE_SUFFIXES = {
     ".jpg",
@@ -63,6 +67,8 @@ class IngestItem:
     notes: dict[str, Any] = field(default_factory=dict)
     batch: str | None = None
     source: str | None = None  # what Image.source records, if not ``path`` (an upload's name)
+    fetch: Callable[[], bytes] | None = field(default=None, repr=False, compare=False)
+    # ``fetch`` reads the photo from where it lives (an object in a bucket) instead of ``path``.
 
 
 @dataclass
@@ -123,24 +129,86 @@ def scan_folder(root: Path, *, status: str | None = None, batch: str | None = No
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 ignored.append(path)
                 continue
-            relative = path.relative_to(root)
-            label = relative.parent.as_posix()
-            label = None if label == "." else label
-            item = IngestItem(
-                path=path,
-                origin=str(path),
-                accession=f"{root.name}/{relative.as_posix()}",
-                batch=batch or root.name,
+            relative = PurePosixPath(path.relative_to(root).as_posix())
+            items.append(
+                _labelled_item(
+                    IngestItem(path=path, origin=str(path), accession=""),
+                    root.name,
+                    relative,
+                    status,
+                    batch,
+                )
             )
-            if label and status != "backlog":
-                item.status = "catalogued"
-                item.type_reference = label
-            else:
-                item.status = "backlog"
-                if label:
-                    item.notes["folder_label"] = label
-            items.append(item)
     return ScanResult(items, problems, ignored)
+
+
+def _labelled_item(
+    item: IngestItem,
+    root_name: str,
+    relative: PurePosixPath,
+    status: str | None,
+    batch: str | None,
+) -> IngestItem:
+    """Label, status, accession and batch of an image at ``relative`` below a root folder."""
+    label = relative.parent.as_posix()
+    label = None if label == "." else label
+    item.accession = f"{root_name}/{relative.as_posix()}"
+    item.batch = batch or root_name
+    if label and status != "backlog":
+        item.status = "catalogued"
+        item.type_reference = label
+    else:
+        item.status = "backlog"
+        if label:
+            item.notes["folder_label"] = label
+    return item
+
+
+def is_bucket_url(text: str) -> bool:
+    return text.startswith("s3://")
+
+
+def scan_bucket(
+    url: str,
+    settings: Settings,
+    *,
+    status: str | None = None,
+    batch: str | None = None,
+) -> ScanResult:
+    """Items for every image object below ``s3://bucket/prefix``, labelled like folders.
+
+    The listing is paginated and nothing is downloaded here: each item fetches its own object
+    when ingest reads it, so a bucket of any size never needs a local copy.
+    """
+    parsed = urlparse(url)
+    prefix = parsed.path.strip("/")
+    root_name = PurePosixPath(prefix).name or parsed.netloc
+    try:
+        store = open_store(url, settings)
+        keys = sorted(store.list())
+    except StoreError as exc:
+        raise IngestError(str(exc)) from None
+    items: list[IngestItem] = []
+    ignored: list[Path] = []
+    for key in keys:
+        relative = PurePosixPath(key)
+        if any(_is_hidden(part) for part in relative.parts):
+            continue
+        if relative.suffix.lower() not in IMAGE_SUFFIXES:
+            ignored.append(Path(key))
+            continue
+        object_url = f"{url.rstrip('/')}/{key}"
+        item = IngestItem(
+            path=Path(key),
+            origin=object_url,
+            accession="",
+            source=object_url,
+            fetch=lambda key=key: store.get(key),
+        )
+        items.append(_labelled_item(item, root_name, relative, status, batch))
+    if not items and not ignored:
+        raise IngestError(f"{url}: no objects found")
+    return ScanResult(items, [], ignored)
 
 
 def scan_path(path: Path, *, status: str | None = None, batch: str | None = None) -> ScanResult:
