@@ -41,3 +41,48 @@ def test_search_replace_remove_and_persist(tmp_path: Path) -> None:
     assert again.type_of == index.type_of and again.sha_of == index.sha_of
     np.testing.assert_array_equal(again.search(vectors, 3)[1], index.search(vectors, 3)[1])
     assert len(ReferenceIndex.load(store, "indexes/none.npz", 16)) == 0
+
+
+def _clustered(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    centres = rng.normal(size=(max(10, n // 50), dim))
+    return _unit(centres[rng.integers(0, len(centres), n)] + rng.normal(scale=0.6, size=(n, dim)))
+
+
+def test_past_the_limit_the_index_turns_approximate_and_stays_right(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    dim, n = 64, 4000
+    data = _clustered(n, dim, rng)
+    queries = data[rng.integers(0, n, 200)] + _unit(rng.normal(size=(200, dim))) * 0.05
+    exact = ReferenceIndex(dim)
+    grown = ReferenceIndex(dim, approximate_above=1000)
+    for start in range(0, n, 500):  # incremental, as a catalogue grows
+        chunk = np.arange(start, start + 500)
+        for index in (exact, grown):
+            index.add(chunk, data[chunk], chunk % 7, chunk, [f"s{i}" for i in chunk])
+        assert grown.approximate == (start + 500 > 1000)
+    _, truth = exact.search(queries, 10)
+    _, found = grown.search(queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)])
+    assert recall >= 0.95
+
+    removed = [int(i) for i in truth[:20, 0]]
+    grown.remove(removed)
+    exact.remove(removed)
+    assert len(grown) == n - len(set(removed))
+    _, after = grown.search(queries, 10)
+    assert not set(after.ravel().tolist()) & set(removed)
+    grown.add(np.array(removed[:1]), data[removed[:1]], np.array([3]), np.array([0]), ["back"])
+    assert (
+        grown.type_of[removed[0]] == 3 and grown.search(data[removed[:1]], 1)[1][0, 0] == removed[0]
+    )
+
+    store = LocalStore(tmp_path / "store")
+    grown.save(store, "indexes/big.npz")
+    loaded = ReferenceIndex.load(store, "indexes/big.npz", dim, approximate_above=1000)
+    assert loaded.approximate and len(loaded) == len(grown)
+    _, again = loaded.search(queries, 10)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(again, after, strict=True)]) >= 0.95
+    # An exact index saved small becomes approximate when loaded under a lower limit.
+    exact.save(store, "indexes/exact.npz")
+    assert ReferenceIndex.load(store, "indexes/exact.npz", dim, approximate_above=100).approximate
+    assert not ReferenceIndex.load(store, "indexes/exact.npz", dim).approximate

@@ -24,6 +24,7 @@ SETTINGS_TEMPLATE = """\
 # max_upload_pixels = 40000000
 # session_hours = 12                   # how long a browser stays signed in
 # public_url = "http://127.0.0.1:8000" # where exports point image and record links
+# index_exact_limit = 250000           # more references than this: approximate (HNSW) search
 """
 
 

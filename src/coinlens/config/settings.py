@@ -45,6 +45,7 @@ class Settings:
     max_upload_pixels: int = 40_000_000
     session_hours: int = 12
     public_url: str = "http://127.0.0.1:8000"
+    index_exact_limit: int = 250_000
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

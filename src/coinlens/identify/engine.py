@@ -177,7 +177,12 @@ def sync_index(
     on_batch: Callable[[int], None] | None = None,
 ) -> ReferenceIndex:
     """Load the model's reference index and bring it in step with the catalogue (then save)."""
-    index = ReferenceIndex.load(home.store, model.index_key, model.embedder.dim)
+    index = ReferenceIndex.load(
+        home.store,
+        model.index_key,
+        model.embedder.dim,
+        approximate_above=home.settings.index_exact_limit,
+    )
     refs = catalogued_crops(home)
     wanted = {ref.image_id: ref for ref in refs}
     stale = [
