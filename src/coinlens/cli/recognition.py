@@ -107,7 +107,14 @@ def train(
 
 
 def run_identify(
-    home: Home, path: Path | str, *, top_k: int, out_path: Path | None, show: int = 15
+    home: Home,
+    path: Path | str,
+    *,
+    top_k: int,
+    out_path: Path | None,
+    show: int = 15,
+    engine: str = "local",
+    address: str | None = None,
 ) -> dict[str, Any]:
     """Ingest ``path`` as backlog, then suggest types for its coins; print and write results."""
     from coinlens.identify.batch import (
@@ -152,6 +159,13 @@ def run_identify(
             )
         except NoReferences as exc:
             fail(str(exc), 2)
+        extra: dict[str, Any] = {}
+        if engine == "ray":
+            from coinlens.identify.distributed import RAY_CHUNK, RayEmbedding
+
+            spec = {"backbone": model.version.backbone, "artefacts": model.version.artefacts}
+            embed = RayEmbedding(home.settings, spec, address=address)
+            extra = {"embed": embed, "chunk_size": RAY_CHUNK}
         specimen_ids = specimens_for_items(home, scan.items)
         match_task = progress.add_task("identify", total=len(specimen_ids), note="")
 
@@ -166,6 +180,7 @@ def run_identify(
             specimen_ids,
             target=str(path),
             top_k=top_k,
+            **extra,
             progress=IdentifyProgress(
                 on_total=lambda todo, done: progress.update(match_task, total=todo),
                 on_chunk=on_chunk,
@@ -202,14 +217,29 @@ def identify(
         Path | None,
         typer.Option("--out", help="Write results as JSONL (.jsonl) or CSV (.csv)."),
     ] = None,
+    engine: Annotated[
+        str, typer.Option(help="local, or ray (embedding on a Ray cluster: pip install .[ray]).")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster address (ray://host:10001) [default: start a local Ray]."),
+    ] = None,
 ) -> None:
     """Suggest types for every coin in the photos, with confidence, evidence and a decision."""
+    from coinlens.identify.distributed import RayUnavailable
+
     if out_file is not None and out_file.suffix.lower() not in (".jsonl", ".json", ".csv"):
         fail(f"--out {out_file}: use a .jsonl or .csv file name", 2)
+    if engine not in ("local", "ray"):
+        fail(f"--engine {engine!r}: use local or ray", 2)
     with open_home(home) as opened:
         try:
-            summary = run_identify(opened, path, top_k=top_k, out_path=out_file)
+            summary = run_identify(
+                opened, path, top_k=top_k, out_path=out_file, engine=engine, address=address
+            )
         except IngestError as exc:
+            fail(str(exc), 2)
+        except RayUnavailable as exc:
             fail(str(exc), 2)
         except KeyboardInterrupt:
             err.print("coinlens: interrupted; suggestions so far are kept, re-run to finish")

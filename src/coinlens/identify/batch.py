@@ -23,7 +23,7 @@ from sqlalchemy import delete, or_, select
 from coinlens.catalog import Home, Image, Job, Specimen, Suggestion
 from coinlens.catalog.models import utcnow
 from coinlens.catalog.queries import type_references
-from coinlens.identify.engine import CurrentModel, Matcher, crop_refs, load_crops
+from coinlens.identify.engine import CropRef, CurrentModel, Matcher, crop_refs, load_crops
 from coinlens.identify.verify import decode_crop
 from coinlens.ingest import IngestItem
 from coinlens.storage import atomic_open
@@ -92,8 +92,13 @@ def identify_specimens(
     target: str,
     top_k: int = 5,
     progress: IdentifyProgress | None = None,
+    embed: Callable[[Sequence[CropRef]], np.ndarray] | None = None,
+    chunk_size: int = CHUNK,
 ) -> dict[str, Any]:
-    """Suggest types for ``specimen_ids`` that the current model has not done yet."""
+    """Suggest types for ``specimen_ids`` that the current model has not done yet.
+
+    ``embed`` turns stored crops into vectors (default: the model here; the Ray engine passes
+    its own), ``chunk_size`` specimens are matched and committed at a time."""
     progress = progress or IdentifyProgress()
     version_id = model.version.id
     done = _done(home, specimen_ids, version_id)
@@ -114,8 +119,8 @@ def identify_specimens(
     decisions = {"auto_accept": 0, "review": 0, "possible_new_type": 0}
     state = "failed"
     try:
-        for start in range(0, len(todo), CHUNK):
-            chunk = todo[start : start + CHUNK]
+        for start in range(0, len(todo), chunk_size):
+            chunk = todo[start : start + chunk_size]
             with home.catalog.reader() as session:
                 rows = session.execute(
                     select(Image, Specimen)
@@ -128,8 +133,11 @@ def identify_specimens(
             for row, ref in enumerate(refs):
                 groups_by_specimen[ref.specimen_id].append(row)
             specimens = [s for s in chunk if groups_by_specimen[s]]
-            arrays = load_crops(home.store, refs, model.embedder.input_size)
-            vectors = model.embedder.embed_arrays(arrays, np.array([r.round for r in refs]))
+            if embed is not None:
+                vectors = embed(refs)
+            else:
+                arrays = load_crops(home.store, refs, model.embedder.input_size)
+                vectors = model.embedder.embed_arrays(arrays, np.array([r.round for r in refs]))
             results = matcher.match(
                 vectors,
                 [groups_by_specimen[s] for s in specimens],
