@@ -14,9 +14,6 @@ Prints and writes JSON (``bench/results/review_load.json``). Usage:
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import platform
 import random
 import socket
 import statistics
@@ -32,8 +29,7 @@ from sqlalchemy import insert, select
 from coinlens.api.accounts import add_user, create_token
 from coinlens.catalog import CoinType, Home, Image, Specimen
 from coinlens.cli.app import run_ingest
-from coinlens.storage import atomic_write
-from common import REPO, bench_parser
+from common import REPO, bench_parser, write_report
 
 SAMPLE = REPO / "examples" / "euro-coins"
 PASSWORD = "bench password"
@@ -199,15 +195,12 @@ def main() -> None:
         home.close()
     report = {
         "benchmark": "review_load",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "specimens": args.specimens,
         "clients": args.clients,
         "database": "sqlite",
         "results": results,
     }
-    print(json.dumps(report, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out, json.dumps(report, indent=2) + "\n")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":
