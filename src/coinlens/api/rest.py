@@ -24,6 +24,7 @@ from coinlens.review import (
     QueueFilter,
     ReviewConflict,
     ReviewError,
+    SpecimenNotFound,
     bulk_accept,
     queue_counts,
     queue_page,
@@ -279,9 +280,10 @@ def apply_review(request: Request, specimen_id: int, who: str, body: ReviewReque
         )
     except ReviewConflict as exc:
         raise HTTPException(409, str(exc)) from None
+    except SpecimenNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
     except ReviewError as exc:
-        code = 404 if "does not exist" in str(exc) and str(exc).startswith("specimen") else 400
-        raise HTTPException(code, str(exc)) from None
+        raise HTTPException(400, str(exc)) from None
     if body.action != "skip":
         state["references_added"] = request.app.state.identifier.add_specimens([specimen_id])
     return state

@@ -28,6 +28,7 @@ from coinlens.api.security import (
 )
 from coinlens.catalog import DECISIONS, CoinType, Specimen
 from coinlens.review import QueueFilter, bulk_accept_candidates, queue_counts, queue_page
+from coinlens.review.actions import ACTIONS
 from coinlens.review.details import specimen_detail, type_detail
 from coinlens.review.queue import QueueError, batches
 
@@ -228,7 +229,7 @@ def review_form(
     back: Annotated[str | None, Form(max_length=2048)] = None,
 ) -> Response:
     check_form_csrf(user, csrf_token)
-    if action not in ("accept", "correct", "new_type", "skip"):
+    if action not in ACTIONS:
         raise HTTPException(400, f"unknown action {action!r}")
     body = ReviewRequest(
         action=action,

@@ -26,6 +26,10 @@ DECISIONS = ("auto_accept", "review", "possible_new_type")
 JOB_STATES = ("running", "done", "failed", "interrupted")
 ROLES = ("viewer", "reviewer", "admin")
 REVIEW_ACTIONS = ("accept", "correct", "new_type", "skip", "bulk_accept")
+# What a catalogue type says beside its reference and URI, and what is measured on a specimen:
+# the names of the columns in models, CSV manifests, the API and exports alike.
+TYPE_DESCRIPTORS = ("authority", "mint", "denomination", "date_from", "date_to", "material")
+SPECIMEN_MEASURES = ("weight_g", "diameter_mm", "die_axis")
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

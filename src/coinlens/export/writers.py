@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from coinlens.catalog import Catalog
+from coinlens.catalog import SPECIMEN_MEASURES, TYPE_DESCRIPTORS, Catalog
 from coinlens.export.records import ExportImage, ExportRecord, export_records
 from coinlens.storage import atomic_open
 
@@ -27,15 +27,8 @@ CSV_COLUMNS = [
     "status",
     "type_reference",
     "type_uri",
-    "authority",
-    "mint",
-    "denomination",
-    "date_from",
-    "date_to",
-    "material",
-    "weight_g",
-    "diameter_mm",
-    "die_axis",
+    *TYPE_DESCRIPTORS,
+    *SPECIMEN_MEASURES,
     "obverse_image",
     "reverse_image",
     "image_urls",
@@ -87,15 +80,8 @@ def csv_row(record: ExportRecord, links: Links) -> dict[str, Any]:
         "status": record.status,
         "type_reference": coin_type.reference if coin_type else None,
         "type_uri": links.type_uri(record),
-        "authority": coin_type.authority if coin_type else None,
-        "mint": coin_type.mint if coin_type else None,
-        "denomination": coin_type.denomination if coin_type else None,
-        "date_from": coin_type.date_from if coin_type else None,
-        "date_to": coin_type.date_to if coin_type else None,
-        "material": coin_type.material if coin_type else None,
-        "weight_g": record.weight_g,
-        "diameter_mm": record.diameter_mm,
-        "die_axis": record.die_axis,
+        **{name: getattr(coin_type, name) if coin_type else None for name in TYPE_DESCRIPTORS},
+        **{name: getattr(record, name) for name in SPECIMEN_MEASURES},
         "obverse_image": links.media(obverse.key) if obverse else None,
         "reverse_image": links.media(reverse.key) if reverse else None,
         "image_urls": " ".join(links.media(image.key) or "" for image in record.images),

@@ -33,8 +33,8 @@ from coinlens.identify.scoring import Suggestion
 from coinlens.identify.verify import decode_crop
 from coinlens.index import ReferenceIndex
 from coinlens.model.transforms import crop_to_array
-from coinlens.vision import load_image
-from coinlens.vision.localise import crop_coin, locate_coins
+from coinlens.vision import encode_jpeg, load_image
+from coinlens.vision.localise import coin_sides, crop_coin, locate_coins
 
 
 class NoReferences(RuntimeError):
@@ -53,22 +53,14 @@ class QueryCoin:
 def coins_in_photo(data: bytes, side: str = "unknown", *, max_pixels: int) -> list[QueryCoin]:
     """The coin sides in one uploaded photo, cropped the way ingest crops them.
 
-    A photo of two sides side by side or stacked gives the obverse and the reverse; otherwise the
-    largest coin found is the one asked about. Raises ``ImageLoadError`` for what is not a picture.
+    A photo of two sides side by side or stacked gives the obverse and the reverse; a tray
+    photo, its largest coin. Raises ``ImageLoadError`` for what is not a picture.
     """
     loaded = load_image(data, max_pixels=max_pixels)
-    layout = locate_coins(loaded.rgb)
-    boxes = list(layout.boxes)
-    if layout.kind == "pair" and side in ("unknown", "both"):
-        planned = [("obverse", boxes[0]), ("reverse", boxes[1])]
-    else:
-        planned = [(side, max(boxes, key=lambda box: box.size))]
-    coins = []
-    for coin_side, box in planned:
-        buffer = io.BytesIO()
-        crop_coin(loaded.rgb, box).save(buffer, format="JPEG", quality=92)
-        coins.append(QueryCoin(buffer.getvalue(), coin_side, box.round))
-    return coins
+    return [
+        QueryCoin(encode_jpeg(crop_coin(loaded.rgb, box)), coin_side, box.round)
+        for coin_side, box in coin_sides(locate_coins(loaded.rgb), side)
+    ]
 
 
 class Identifier:

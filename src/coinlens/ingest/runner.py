@@ -9,7 +9,6 @@ pool; database writes happen in order on the calling thread.
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections import deque
@@ -18,7 +17,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from PIL import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -28,8 +26,8 @@ from coinlens.catalog.models import utcnow
 from coinlens.config import Settings
 from coinlens.ingest.sources import IngestItem, Problem
 from coinlens.storage import KeyNotFound, ObjectStore, StoreError, content_key, sha256_hex
-from coinlens.vision import ImageLoadError, load_image, make_thumbnail
-from coinlens.vision.localise import Box, Layout, crop_coin, locate_coins
+from coinlens.vision import ImageLoadError, encode_jpeg, load_image, make_thumbnail
+from coinlens.vision.localise import Box, Layout, coin_sides, crop_coin, locate_coins
 
 OUTCOMES = ("ingested", "already_present", "failed")
 
@@ -146,18 +144,7 @@ def _plan_parts(item: IngestItem, layout: Layout) -> list[tuple[str, str, Box]]:
             (f"{item.accession}#{index:02d}", "unknown", box)
             for index, box in enumerate(layout.boxes, start=1)
         ]
-    if layout.kind == "pair" and item.side in ("unknown", "both"):
-        return [
-            (item.accession, "obverse", layout.boxes[0]),
-            (item.accession, "reverse", layout.boxes[1]),
-        ]
-    return [(item.accession, item.side, layout.boxes[0])]
-
-
-def _encode_jpeg(image: PILImage.Image, quality: int = 92) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
+    return [(item.accession, side, box) for side, box in coin_sides(layout, item.side)]
 
 
 def _already_there(catalog: Catalog, item: IngestItem, digest: str) -> bool:
@@ -189,7 +176,7 @@ def _prepare(
         parts = []
         for accession, side, box in _plan_parts(item, layout):
             crop = crop_coin(loaded.rgb, box)
-            crop_bytes = _encode_jpeg(crop)
+            crop_bytes = encode_jpeg(crop)
             crop_digest = sha256_hex(crop_bytes)
             crop_key = content_key("crops", crop_digest, ".jpg")
             thumbnail_key = content_key("thumbnails", crop_digest, ".jpg")

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
-from coinlens.catalog import SIDES
+from coinlens.catalog import SIDES, SPECIMEN_MEASURES, TYPE_DESCRIPTORS
 from coinlens.config import Settings
 from coinlens.storage import StoreError, open_store
 
@@ -35,16 +35,8 @@ IMAGE_SUFFIXES = {
 IGNORED_NAMES = {"Thumbs.db", "desktop.ini", "manifest.csv", "LICENSE", "NOTICE.txt", "README.md"}
 
 REQUIRED_COLUMNS = ("image", "accession", "side")
-TYPE_COLUMNS = (
-    "type_uri",
-    "authority",
-    "mint",
-    "denomination",
-    "date_from",
-    "date_to",
-    "material",
-)
-SPECIMEN_COLUMNS = ("weight_g", "diameter_mm", "die_axis")
+TYPE_COLUMNS = ("type_uri", *TYPE_DESCRIPTORS)
+SPECIMEN_COLUMNS = SPECIMEN_MEASURES
 KNOWN_COLUMNS = {*REQUIRED_COLUMNS, "type_reference", *TYPE_COLUMNS, *SPECIMEN_COLUMNS}
 
 

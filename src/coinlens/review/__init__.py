@@ -3,6 +3,7 @@
 from coinlens.review.actions import (
     ReviewConflict,
     ReviewError,
+    SpecimenNotFound,
     bulk_accept,
     bulk_accept_candidates,
     history,
@@ -15,6 +16,7 @@ __all__ = [
     "QueuePage",
     "ReviewConflict",
     "ReviewError",
+    "SpecimenNotFound",
     "bulk_accept",
     "bulk_accept_candidates",
     "history",

@@ -22,6 +22,10 @@ class ReviewError(ValueError):
     """The action cannot be applied (an unknown type, a missing specimen...)."""
 
 
+class SpecimenNotFound(ReviewError):
+    """No specimen has that id."""
+
+
 class ReviewConflict(RuntimeError):
     """Somebody changed the specimen after the reviewer loaded it."""
 
@@ -48,7 +52,7 @@ def review_specimen(
     with catalog.session() as session:
         specimen = session.get(Specimen, specimen_id)
         if specimen is None:
-            raise ReviewError(f"specimen {specimen_id} does not exist")
+            raise SpecimenNotFound(f"specimen {specimen_id} does not exist")
         version = specimen.version if expected_version is None else expected_version
         if specimen.version != version:
             raise _conflict(session, specimen, version)

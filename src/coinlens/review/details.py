@@ -8,20 +8,10 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from coinlens.catalog import CoinType, Image, Specimen, Suggestion
+from coinlens.catalog import TYPE_DESCRIPTORS, CoinType, Image, Specimen, Suggestion
 from coinlens.review.actions import history
 
-TYPE_FIELDS = (
-    "reference",
-    "uri",
-    "authority",
-    "mint",
-    "denomination",
-    "date_from",
-    "date_to",
-    "material",
-    "description",
-)
+TYPE_FIELDS = ("reference", "uri", *TYPE_DESCRIPTORS, "description")
 
 
 def type_dict(coin_type: CoinType, specimens: int | None = None) -> dict[str, Any]:

@@ -149,6 +149,11 @@ def make_thumbnail(image: Image.Image, size: int = 256, quality: int = 85) -> by
     """A JPEG no larger than ``size`` on its long side, for review pages and galleries."""
     thumb = image.copy()
     thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return encode_jpeg(thumb, quality, optimize=True)
+
+
+def encode_jpeg(image: Image.Image, quality: int = 92, *, optimize: bool = False) -> bytes:
+    """JPEG bytes of ``image``: how crops and thumbnails are stored."""
     buffer = io.BytesIO()
-    thumb.save(buffer, format="JPEG", quality=quality, optimize=True)
+    image.save(buffer, format="JPEG", quality=quality, optimize=optimize)
     return buffer.getvalue()

@@ -245,6 +245,19 @@ def _reading_order(boxes: list[Box]) -> list[Box]:
     return sorted(boxes, key=lambda box: (round(box.centre[1] / row_height), box.centre[0]))
 
 
+def coin_sides(layout: Layout, side: str = "unknown") -> list[tuple[str, Box]]:
+    """The sides of one coin a photo shows, as (side, box).
+
+    Two sides side by side or stacked give the obverse and the reverse, unless the curator already
+    said which side the photo shows; a tray gives its largest coin; otherwise the coin found.
+    """
+    if layout.kind == "pair" and side in ("unknown", "both"):
+        return [("obverse", layout.boxes[0]), ("reverse", layout.boxes[1])]
+    if layout.kind == "tray":
+        return [(side, max(layout.boxes, key=lambda box: box.size))]
+    return [(side, layout.boxes[0])]
+
+
 CROP_MARGIN = 0.08
 CROP_MAX_SIZE = 640
 
