@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -301,6 +301,11 @@ def _record(
                             },
                         )
                     )
+                # Counted in the same transaction, so an interrupt between commit and return
+                # can never leave the job's count behind the catalogue.
+                session.execute(
+                    update(Job).where(Job.id == report.job_id).values(done=Job.done + 1)
+                )
                 session.flush()
             report.coins += len(prepared.parts)
             if shared:
@@ -337,7 +342,7 @@ def _start_job(catalog: Catalog, target: str, params: dict[str, Any], total: int
 def _update_job(catalog: Catalog, job_id: int, report: IngestReport, state: str | None) -> None:
     with catalog.session() as session:
         job = session.get(Job, job_id)
-        job.done = report.ingested
+        report.ingested = job.done  # the transactional count (see _record)
         job.skipped = report.already_present
         job.failed = report.failed
         if state:
