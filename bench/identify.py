@@ -30,6 +30,7 @@ from coinlens.model.network import CoinNet
 from coinlens.model.transforms import crop_to_array, to_tensor
 from coinlens.storage import atomic_write
 from coinlens.vision import load_image
+from coinlens.vision.cues import crop_cues
 from coinlens.vision.localise import crop_coin, locate_coins
 from common import bench_parser
 
@@ -58,18 +59,21 @@ def coinlens_images_per_second(
     started = time.perf_counter()
     verified = 0
     for start in range(0, len(paths), 64):
-        crops, keypoint_crops = [], []
+        crops, keypoint_crops, framed = [], [], []
         for path in paths[start : start + 64]:
             image = load_image(path.read_bytes()).rgb
-            crop = crop_coin(image, locate_coins(image).boxes[0], max_size=320)
+            layout = locate_coins(image)
+            crop = crop_coin(image, layout.boxes[0], max_size=320)
             crops.append(crop_to_array(crop, model.embedder.input_size))
             keypoint_crops.append(np.asarray(crop))
+            framed.append(layout.kind == "crop")
         vectors = model.embedder.embed_arrays(np.stack(crops))
         before = matcher.verifier.verified if matcher.verifier else 0
         matcher.match(
             vectors,
             [[i] for i in range(len(crops))],
             query_crop=(lambda row, kc=keypoint_crops: kc[row]) if verify else None,
+            query_cues=crop_cues(np.stack(crops), framed),
         )
         verified += (matcher.verifier.verified if matcher.verifier else 0) - before
     return len(paths) / (time.perf_counter() - started), verified

@@ -77,3 +77,31 @@ def test_threshold_and_coverage_helpers() -> None:
     assert coverage_at_precision(confidence, correct, 1.0) == 0.4
     assert coverage_at_precision(confidence, correct, 0.75) == 0.8
     assert accept_threshold(confidence, np.zeros(5, bool), 0.9) == 1.01
+
+
+def test_cues_separate_types_that_share_a_design() -> None:
+    """Two types whose references look alike to the embedding but differ in size: the size cue
+    decides, and a cue the candidates' references lack is ignored rather than held against one."""
+    from coinlens.identify.scoring import CueStats
+
+    rng = np.random.default_rng(0)
+    small = np.column_stack([rng.normal(0.60, 0.01, 20), rng.normal([110, 130, 155], 2, (20, 3))])
+    large = np.column_stack([rng.normal(0.75, 0.01, 20), rng.normal([110, 130, 155], 2, (20, 3))])
+    stats = CueStats.from_references(np.vstack([small, large]), np.array([1] * 20 + [2] * 20))
+    calibration = Calibration(size_weight=0.01, colour_weight=0.01)
+    query = np.array([0.74, 110, 130, 155], dtype=np.float32)
+    changes = stats.adjustments(query, [1, 2], calibration)
+    assert changes[2] > changes[1]
+    scores = {1: 0.80, 2: 0.79}  # the embedding slightly prefers the wrong one
+    adjusted = {t: s + changes[t] for t, s in scores.items()}
+    ranked = rank(adjusted, {1: [1], 2: [2]}, calibration, 2, scores)
+    assert ranked[0].type_id == 2
+    assert ranked[0].similarity == 0.79  # plain similarity kept for novelty
+    # no size measured for the coin: only colour counts, and it does not separate them
+    unsized = stats.adjustments(np.array([np.nan, 110, 130, 155]), [1, 2], calibration)
+    assert abs(unsized[1] - unsized[2]) < 0.01
+    # a third type without references' cues: the size group is skipped for everyone
+    partial = stats.adjustments(query, [1, 2, 3], calibration)
+    assert partial[3] == 0.0 and abs(partial[1] - partial[2]) < 0.01
+    # weights of zero (nothing fitted): no change at all
+    assert set(stats.adjustments(query, [1, 2], Calibration()).values()) == {0.0}

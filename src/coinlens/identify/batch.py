@@ -23,7 +23,14 @@ from sqlalchemy import delete, or_, select
 from coinlens.catalog import Home, Image, Job, Specimen, Suggestion
 from coinlens.catalog.models import utcnow
 from coinlens.catalog.queries import type_references
-from coinlens.identify.engine import CropRef, CurrentModel, Matcher, crop_refs, load_crops
+from coinlens.identify.engine import (
+    CropRef,
+    CurrentModel,
+    Matcher,
+    crop_refs,
+    embed_loaded,
+    load_crops,
+)
 from coinlens.identify.verify import decode_crop
 from coinlens.ingest import IngestItem
 from coinlens.storage import atomic_open
@@ -92,13 +99,13 @@ def identify_specimens(
     target: str,
     top_k: int = 5,
     progress: IdentifyProgress | None = None,
-    embed: Callable[[Sequence[CropRef]], np.ndarray] | None = None,
+    embed: Callable[[Sequence[CropRef]], tuple[np.ndarray, np.ndarray]] | None = None,
     chunk_size: int = CHUNK,
 ) -> dict[str, Any]:
     """Suggest types for ``specimen_ids`` that the current model has not done yet.
 
-    ``embed`` turns stored crops into vectors (default: the model here; the Ray engine passes
-    its own), ``chunk_size`` specimens are matched and committed at a time."""
+    ``embed`` turns stored crops into vectors and cues (default: the model here; the Ray engine
+    passes its own), ``chunk_size`` specimens are matched and committed at a time."""
     progress = progress or IdentifyProgress()
     version_id = model.version.id
     done = _done(home, specimen_ids, version_id)
@@ -134,15 +141,16 @@ def identify_specimens(
                 groups_by_specimen[ref.specimen_id].append(row)
             specimens = [s for s in chunk if groups_by_specimen[s]]
             if embed is not None:
-                vectors = embed(refs)
+                vectors, cues = embed(refs)
             else:
                 arrays = load_crops(home.store, refs, model.embedder.input_size)
-                vectors = model.embedder.embed_arrays(arrays, np.array([r.round for r in refs]))
+                vectors, cues = embed_loaded(model.embedder, arrays, refs)
             results = matcher.match(
                 vectors,
                 [groups_by_specimen[s] for s in specimens],
                 top_k=top_k,
                 query_crop=lambda row, refs=refs: decode_crop(home.store.get(refs[row].crop_key)),
+                query_cues=cues,
             )
             with home.catalog.session() as session:
                 session.execute(

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from coinlens.config import Settings
-from coinlens.identify.engine import PRETRAINED_INPUT_SIZE, CropRef, load_crops
+from coinlens.identify.engine import PRETRAINED_INPUT_SIZE, CropRef, embed_loaded, load_crops
 from coinlens.model.embedder import Embedder
 from coinlens.storage import open_store
+from coinlens.vision.cues import CUE_NAMES
 
 RAY_CHUNK = 1024  # specimens matched and committed per Ray Data run
 
@@ -46,14 +47,14 @@ class CropEmbedder:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         refs = [
-            CropRef(int(i), 0, "", str(key), bool(flag), "")
-            for i, key, flag in zip(
-                batch["image_id"], batch["crop_key"], batch["round"], strict=True
+            CropRef(int(i), 0, "", str(key), bool(flag), "", framed=bool(framed))
+            for i, key, flag, framed in zip(
+                batch["image_id"], batch["crop_key"], batch["round"], batch["framed"], strict=True
             )
         ]
         arrays = load_crops(self.store, refs, self.embedder.input_size)
-        vectors = self.embedder.embed_arrays(arrays, np.array([r.round for r in refs]))
-        return {"image_id": batch["image_id"], "vector": vectors}
+        vectors, cues = embed_loaded(self.embedder, arrays, refs)
+        return {"image_id": batch["image_id"], "vector": vectors, "cues": cues}
 
 
 def start_ray(address: str | None) -> None:
@@ -84,7 +85,7 @@ def start_ray(address: str | None) -> None:
 
 
 class RayEmbedding:
-    """``embed(refs) -> vectors`` for ``identify_specimens``, run on Ray."""
+    """``embed(refs) -> (vectors, cues)`` for ``identify_specimens``, run on Ray."""
 
     def __init__(
         self,
@@ -106,12 +107,15 @@ class RayEmbedding:
         self.gpus_per_actor = 1 if gpus else 0
         self.batch_size = batch_size
 
-    def __call__(self, refs: Sequence[CropRef]) -> np.ndarray:
+    def __call__(self, refs: Sequence[CropRef]) -> tuple[np.ndarray, np.ndarray]:
         import ray
 
         if not refs:
-            return np.zeros((0, 0), np.float32)
-        items = [{"image_id": r.image_id, "crop_key": r.crop_key, "round": r.round} for r in refs]
+            return np.zeros((0, 0), np.float32), np.zeros((0, len(CUE_NAMES)), np.float32)
+        items = [
+            {"image_id": r.image_id, "crop_key": r.crop_key, "round": r.round, "framed": r.framed}
+            for r in refs
+        ]
         dataset = ray.data.from_items(items).map_batches(
             CropEmbedder,
             fn_constructor_args=(self.settings, self.model_spec),
@@ -121,7 +125,13 @@ class RayEmbedding:
             num_gpus=self.gpus_per_actor,
         )
         vectors: dict[int, np.ndarray] = {}
+        cues: dict[int, np.ndarray] = {}
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            for image_id, vector in zip(batch["image_id"], batch["vector"], strict=True):
-                vectors[int(image_id)] = vector
-        return np.stack([vectors[r.image_id] for r in refs]).astype(np.float32)
+            for image_id, vector, cue in zip(
+                batch["image_id"], batch["vector"], batch["cues"], strict=True
+            ):
+                vectors[int(image_id)], cues[int(image_id)] = vector, cue
+        return (
+            np.stack([vectors[r.image_id] for r in refs]).astype(np.float32),
+            np.stack([cues[r.image_id] for r in refs]).astype(np.float32),
+        )

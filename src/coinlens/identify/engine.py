@@ -20,6 +20,7 @@ from coinlens.catalog import Home, Image, ModelVersion, Specimen
 from coinlens.catalog import type_references as catalog_type_references
 from coinlens.identify.scoring import (
     Calibration,
+    CueStats,
     Suggestion,
     combine_images,
     decide,
@@ -33,6 +34,7 @@ from coinlens.model.embedder import Embedder
 from coinlens.model.network import DEFAULT_BACKBONE
 from coinlens.model.transforms import crop_to_array
 from coinlens.storage import ObjectStore
+from coinlens.vision.cues import crop_cues
 
 NEIGHBOURS = 30
 PRETRAINED_INPUT_SIZE = 128
@@ -49,6 +51,7 @@ class CropRef:
     round: bool
     sha256: str
     type_id: int | None = None
+    framed: bool = False  # cut as a fixed window around the coin: its size in the crop is a cue
 
 
 def crop_refs(rows: Iterable[tuple[Image, Specimen]]) -> list[CropRef]:
@@ -64,6 +67,7 @@ def crop_refs(rows: Iterable[tuple[Image, Specimen]]) -> list[CropRef]:
                 round=bool(crop.get("round", True)),
                 sha256=image.sha256,
                 type_id=specimen.type_id,
+                framed=crop.get("layout") == "crop",
             )
         )
     return refs
@@ -89,6 +93,14 @@ def load_crops(store: ObjectStore, refs: Sequence[CropRef], size: int) -> np.nda
     return np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
 
 
+def embed_loaded(
+    embedder: Embedder, arrays: np.ndarray, refs: Sequence[CropRef]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and physical cues of decoded crops (``load_crops``)."""
+    vectors = embedder.embed_arrays(arrays, np.array([r.round for r in refs]))
+    return vectors, crop_cues(arrays, [r.framed for r in refs])
+
+
 def embed_refs(
     home: Home,
     embedder: Embedder,
@@ -96,26 +108,33 @@ def embed_refs(
     *,
     on_batch: Callable[[int], None] | None = None,
     batch: int = 128,
-) -> np.ndarray:
-    """Embeddings of stored crops, a batch at a time (bounded memory)."""
-    out = []
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and cues of stored crops, a batch at a time (bounded memory)."""
+    vectors, cues = [], []
     for start in range(0, len(refs), batch):
         chunk = refs[start : start + batch]
-        arrays = load_crops(home.store, chunk, embedder.input_size)
-        out.append(embedder.embed_arrays(arrays, np.array([r.round for r in chunk])))
+        embedded = embed_loaded(embedder, load_crops(home.store, chunk, embedder.input_size), chunk)
+        vectors.append(embedded[0])
+        cues.append(embedded[1])
         if on_batch:
             on_batch(len(chunk))
-    return np.concatenate(out) if out else np.zeros((0, embedder.dim), np.float32)
+    if not vectors:
+        return np.zeros((0, embedder.dim), np.float32), crop_cues(np.zeros((0, 1, 1, 3)), [])
+    return np.concatenate(vectors), np.concatenate(cues)
 
 
-def add_refs(index: ReferenceIndex, refs: Sequence[CropRef], vectors: np.ndarray) -> None:
-    """Add catalogued crops (with their type, specimen and hash) to ``index``."""
+def add_refs(
+    index: ReferenceIndex, refs: Sequence[CropRef], embedded: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """Add catalogued crops (with their type, specimen, hash and cues) to ``index``."""
+    vectors, cues = embedded
     index.add(
         np.array([r.image_id for r in refs]),
         vectors,
         np.array([r.type_id for r in refs]),
         np.array([r.specimen_id for r in refs]),
         [r.sha256 for r in refs],
+        cues,
     )
 
 
@@ -196,7 +215,12 @@ def sync_index(
         on_start(len(missing))
     if missing:
         add_refs(index, missing, embed_refs(home, model.embedder, missing, on_batch=on_batch))
-    if missing or stale:
+    uncued = [ref for ref in refs if ref.image_id not in index.cues_of]  # saved before cues
+    for start in range(0, len(uncued), 256):
+        chunk = uncued[start : start + 256]
+        arrays = load_crops(home.store, chunk, model.embedder.input_size)
+        index.set_cues([r.image_id for r in chunk], crop_cues(arrays, [r.framed for r in chunk]))
+    if missing or stale or uncued:
         index.save(home.store, model.index_key)
     return index
 
@@ -216,6 +240,14 @@ class Matcher:
         self.calibration = calibration
         self.neighbours = neighbours
         self.verifier = verifier
+        self._cue_stats: tuple[int, CueStats] | None = None
+
+    def cue_stats(self) -> CueStats:
+        """Per-type cue statistics of the references, refreshed when the index changes."""
+        if self._cue_stats is None or self._cue_stats[0] != self.index.generation:
+            stats = CueStats.from_references(*self.index.cue_table())
+            self._cue_stats = (self.index.generation, stats)
+        return self._cue_stats[1]
 
     def match(
         self,
@@ -225,11 +257,18 @@ class Matcher:
         top_k: int = 5,
         exclude: Sequence[tuple[set[int], set[str]]] | None = None,
         query_crop: Callable[[int], np.ndarray] | None = None,
+        query_cues: np.ndarray | None = None,
+        calibration: Calibration | None = None,
     ) -> list[tuple[list[Suggestion], str, dict[int, float]]]:
         """For each group of rows of ``vectors`` (the images of one specimen): suggestions, the
-        decision, and the raw type scores. ``exclude[g]`` = (specimen ids, sha256s) never to count
+        decision, and the type scores. ``exclude[g]`` = (specimen ids, sha256s) never to count
         as neighbours of group g (the specimen itself and exact copies, in leave-one-out).
-        ``query_crop(row)`` gives a row's crop for keypoint verification, when a verifier is set."""
+        ``query_crop(row)`` gives a row's crop for keypoint verification, when a verifier is set;
+        ``query_cues[row]`` its physical cues (``coinlens.vision.cues``), weighed as the
+        calibration (default: the matcher's) says."""
+        calibration = calibration or self.calibration
+        use_cues = query_cues is not None and (calibration.size_weight or calibration.colour_weight)
+        stats = self.cue_stats() if use_cues else None
         extra = 0
         if exclude:
             extra = max((len(e[0]) + len(e[1])) * 4 for e in exclude) if exclude else 0
@@ -258,10 +297,7 @@ class Matcher:
                 )
                 if self.verifier is not None and query_crop is not None and scored[0]:
                     values = np.array(list(scored[0].values()))
-                    if (
-                        softmax(values, self.calibration.temperature).max()
-                        < self.verifier.confident
-                    ):
+                    if softmax(values, calibration.temperature).max() < self.verifier.confident:
                         sims, neighbour_ids = self.verifier.rescore(
                             query_crop(row), sims, neighbour_ids
                         )
@@ -271,9 +307,16 @@ class Matcher:
                             self.index.type_of,
                         )
                 per_image.append(scored)
-            scores, evidence = combine_images(per_image)
-            suggestions = rank(scores, evidence, self.calibration, top_k)
-            results.append((suggestions, decide(suggestions, self.calibration), scores))
+            plain, evidence = combine_images(per_image)
+            scores = plain
+            if stats is not None:
+                scores = dict(plain)
+                for row in rows:
+                    changes = stats.adjustments(query_cues[row], list(scores), calibration)
+                    for type_id, change in changes.items():
+                        scores[type_id] += change / len(rows)
+            suggestions = rank(scores, evidence, calibration, top_k, plain)
+            results.append((suggestions, decide(suggestions, calibration), scores))
         return results
 
 

@@ -30,6 +30,7 @@ from coinlens.ingest import IngestError, Problem, scan_folder
 from coinlens.model.transforms import crop_to_array
 from coinlens.storage import atomic_write, sha256_hex
 from coinlens.vision import ImageLoadError, load_image
+from coinlens.vision.cues import crop_cues
 from coinlens.vision.keypoints import FEATURE_SIZE
 from coinlens.vision.localise import crop_coin, locate_coins
 
@@ -46,6 +47,7 @@ class LabelledSet:
     crops: list[np.ndarray] = field(default_factory=list)  # one entry per crop
     keypoint_crops: list[bytes] = field(default_factory=list)  # JPEG at keypoint resolution
     rounds: list[bool] = field(default_factory=list)
+    framed: list[bool] = field(default_factory=list)  # layout "crop": size in the frame is a cue
     group_of_crop: list[int] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
@@ -87,6 +89,7 @@ def load_labelled(
             crop.save(buffer, format="JPEG", quality=90)
             out.keypoint_crops.append(buffer.getvalue())
             out.rounds.append(box.round)
+            out.framed.append(layout.kind == "crop")
             out.group_of_crop.append(group)
         if on_item:
             on_item()
@@ -144,7 +147,9 @@ def evaluate(
     embedder = model.embedder
     leave_one_out = queries is None
     embed_started = time.perf_counter()
-    ref_vectors = embedder.embed_arrays(np.stack(references.crops), np.array(references.rounds))
+    ref_crops = np.stack(references.crops)
+    ref_vectors = embedder.embed_arrays(ref_crops, np.array(references.rounds))
+    ref_cues = crop_cues(ref_crops, references.framed)
     embed_seconds = time.perf_counter() - embed_started
     names = sorted(set(references.labels) | set(queries.labels if queries else []))
     type_id = {name: i for i, name in enumerate(names)}
@@ -155,6 +160,7 @@ def evaluate(
         np.array([type_id[references.labels[g]] for g in references.group_of_crop]),
         np.array(references.group_of_crop),
         [references.shas[g] for g in references.group_of_crop],
+        ref_cues,
     )
     verifier = None
     if verify:
@@ -163,9 +169,11 @@ def evaluate(
     started = time.perf_counter()
     if leave_one_out:
         queries = references
-        vectors = ref_vectors
+        vectors, cues = ref_vectors, ref_cues
     else:
-        vectors = embedder.embed_arrays(np.stack(queries.crops), np.array(queries.rounds))
+        query_crops = np.stack(queries.crops)
+        vectors = embedder.embed_arrays(query_crops, np.array(queries.rounds))
+        cues = crop_cues(query_crops, queries.framed)
     selected, unanswerable = answerable_queries(references, queries, leave_one_out)
     exclude = [({g}, {references.shas[g]}) for g in selected] if leave_one_out else None
     all_groups = queries.groups
@@ -175,6 +183,7 @@ def evaluate(
         top_k=max(top_k, 5),
         exclude=exclude,
         query_crop=lambda row: decode_crop(queries.keypoint_crops[row]),
+        query_cues=cues,
     )
     seconds = time.perf_counter() - started
     if leave_one_out:  # the queries' embeddings are the references': count that time too

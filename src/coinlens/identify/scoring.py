@@ -3,6 +3,9 @@
 - A type's score for one image is the similarity of its best reference among the neighbours
   (types absent from the shortlist get the shortlist's last similarity, a bound, not zero).
 - The images of one specimen (both sides, when known) are combined by averaging type scores.
+- Physical cues (apparent size in a fixed frame, metal colour; ``coinlens.vision.cues``) adjust a
+  type's score by how far the coin's cues lie from those of the type's references, each cue group
+  with a weight fitted on held-out coins (zero when it does not help there).
 - Scores become probabilities by a softmax with a temperature fitted on held-out catalogued coins,
   then an isotonic map fitted on the same coins makes them calibrated: of the suggestions given
   0.98, 98% were right there.
@@ -17,12 +20,21 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from coinlens.vision.cues import COLOUR_CUES, SIZE_CUES
+
+# Smallest spread a type's cue may have: measurement noise (diameter share, L, a, b).
+CUE_SPREAD_FLOOR = np.array([0.02, 4.0, 2.0, 2.0], dtype=np.float32)
+CUE_MIN_REFERENCES = 3  # references with a measured cue before a type's cue counts
+CUE_Z2_CAP = 25.0  # one odd measurement cannot outweigh the design
+
 
 @dataclass
 class Calibration:
     """Everything fitted on held-out coins; stored in ModelVersion.metrics["calibration"]."""
 
     temperature: float = 0.05
+    size_weight: float = 0.0  # per unit of squared robust z-score of the apparent diameter
+    colour_weight: float = 0.0  # per unit of squared robust z-score of the metal colour
     iso_x: list[float] = field(default_factory=lambda: [0.0, 1.0])
     iso_y: list[float] = field(default_factory=lambda: [0.0, 1.0])
     accept_threshold: float = 1.01  # never, until fitted
@@ -92,6 +104,49 @@ def combine_images(
     return combined, evidence
 
 
+@dataclass
+class CueStats:
+    """Per type: median and robust spread (scaled MAD, floored) of its references' cues."""
+
+    median: dict[int, np.ndarray]
+    spread: dict[int, np.ndarray]
+
+    @classmethod
+    def from_references(cls, cues: np.ndarray, types: np.ndarray) -> CueStats:
+        median, spread = {}, {}
+        for type_id in np.unique(types):
+            values = cues[types == type_id]
+            enough = (~np.isnan(values)).sum(axis=0) >= CUE_MIN_REFERENCES
+            with np.errstate(all="ignore"):
+                middle = np.nanmedian(values, axis=0) if len(values) else values.sum(axis=0)
+                mad = 1.4826 * np.nanmedian(np.abs(values - middle), axis=0)
+            median[int(type_id)] = np.where(enough, middle, np.nan)
+            spread[int(type_id)] = np.maximum(np.nan_to_num(mad), CUE_SPREAD_FLOOR)
+        return cls(median, spread)
+
+    def adjustments(
+        self, query: np.ndarray, type_ids: list[int], calibration: Calibration
+    ) -> dict[int, float]:
+        """What to add to each candidate type's score for a coin with cues ``query``.
+
+        A cue group counts only if the coin has it and every candidate type's references do,
+        so that a type photographed differently is not favoured for lacking the cue."""
+        out = dict.fromkeys(type_ids, 0.0)
+        for dims, weight in (
+            (list(SIZE_CUES), calibration.size_weight),
+            (list(COLOUR_CUES), calibration.colour_weight),
+        ):
+            if weight <= 0 or np.isnan(query[dims]).any():
+                continue
+            medians = [self.median.get(t) for t in type_ids]
+            if any(m is None or np.isnan(m[dims]).any() for m in medians):
+                continue
+            for type_id, middle in zip(type_ids, medians, strict=True):
+                z2 = float((((query[dims] - middle[dims]) / self.spread[type_id][dims]) ** 2).sum())
+                out[type_id] -= weight * 0.5 * min(z2, CUE_Z2_CAP)
+        return out
+
+
 def softmax(values: np.ndarray, temperature: float) -> np.ndarray:
     scaled = (values - values.max()) / max(temperature, 1e-6)
     exp = np.exp(scaled)
@@ -103,20 +158,23 @@ def rank(
     evidence: dict[int, list[int]],
     calibration: Calibration,
     top_k: int,
+    similarities: dict[int, float] | None = None,
 ) -> list[Suggestion]:
-    """Types best first with calibrated confidences."""
+    """Types best first with calibrated confidences. ``scores`` order them; ``similarities``
+    (default: the scores) are the plain embedding similarities kept for novelty."""
     if not scores:
         return []
+    similarities = similarities or scores
     type_ids = np.array(list(scores))
-    similarities = np.array([scores[t] for t in type_ids])
-    probabilities = softmax(similarities, calibration.temperature)
-    order = np.argsort(-similarities)[:top_k]
+    values = np.array([scores[t] for t in type_ids])
+    probabilities = softmax(values, calibration.temperature)
+    order = np.argsort(-values)[:top_k]
     confidences = calibration.confidence(probabilities[order])
     return [
         Suggestion(
             int(type_ids[i]),
             float(c),
-            float(similarities[i]),
+            float(similarities[int(type_ids[i])]),
             evidence[int(type_ids[i])],
             float(probabilities[i]),
         )
@@ -158,30 +216,52 @@ def _pav(x: np.ndarray, y: np.ndarray) -> tuple[list[float], list[float]]:
     return knots_x, knots_y
 
 
+def negative_log_likelihood(
+    candidate_scores: list[dict[int, float]], true_types: list[int], temperature: float
+) -> float:
+    """Mean -log softmax probability of the true type (a proper score of the ranking)."""
+    total = 0.0
+    for scores, truth in zip(candidate_scores, true_types, strict=True):
+        probabilities = softmax(np.array(list(scores.values())), temperature)
+        p_true = probabilities[list(scores).index(truth)] if truth in scores else 1e-6
+        total -= np.log(max(p_true, 1e-6))
+    return total / max(1, len(true_types))
+
+
+def fit_temperature(
+    candidate_scores: list[dict[int, float]], true_types: list[int]
+) -> tuple[float, float]:
+    """(temperature, its negative log-likelihood): the best of a grid."""
+    fits = [
+        (float(t), negative_log_likelihood(candidate_scores, true_types, float(t)))
+        for t in np.geomspace(0.005, 0.5, 60)
+    ]
+    return min(fits, key=lambda fit: fit[1])
+
+
 def fit_calibration(
     candidate_scores: list[dict[int, float]],
     true_types: list[int],
     target_precision: float = 0.98,
+    top_similarities: list[float] | None = None,
+    base: Calibration | None = None,
 ) -> Calibration:
     """Fit temperature, isotonic map, auto-accept threshold and novelty floor on held-out coins.
 
     ``candidate_scores[i]`` are the type scores of held-out coin i (as from ``combine_images``);
-    ``true_types[i]`` its catalogued type.
+    ``true_types[i]`` its catalogued type; ``top_similarities[i]`` the plain similarity of its
+    best type (default: the best score), which the novelty floor is set on. Fields of ``base``
+    already fitted (the cue weights) are kept.
     """
+    base = base or Calibration()
     n = len(true_types)
     if n == 0:
-        return Calibration(target_precision=target_precision)
-    # temperature: minimise the negative log-likelihood of the true type, by grid search
-    best_t, best_nll = 0.05, np.inf
-    for temperature in np.geomspace(0.005, 0.5, 60):
-        nll = 0.0
-        for scores, truth in zip(candidate_scores, true_types, strict=True):
-            values = np.array(list(scores.values()))
-            probabilities = softmax(values, temperature)
-            p_true = probabilities[list(scores).index(truth)] if truth in scores else 1e-6
-            nll -= np.log(max(p_true, 1e-6))
-        if nll < best_nll:
-            best_t, best_nll = float(temperature), nll
+        return Calibration(
+            target_precision=target_precision,
+            size_weight=base.size_weight,
+            colour_weight=base.colour_weight,
+        )
+    best_t, _ = fit_temperature(candidate_scores, true_types)
     top_probability, correct, top_similarity = [], [], []
     for scores, truth in zip(candidate_scores, true_types, strict=True):
         values = np.array(list(scores.values()))
@@ -199,6 +279,8 @@ def fit_calibration(
         target_precision=target_precision,
         n_heldout=n,
         heldout_top1=float(correct_arr.mean()),
+        size_weight=base.size_weight,
+        colour_weight=base.colour_weight,
     )
     confidence = calibration.confidence(top_probability_arr)
     threshold = accept_threshold(confidence, correct_arr.astype(bool), target_precision)
@@ -207,7 +289,7 @@ def fit_calibration(
     if accepted.any():
         calibration.heldout_precision_at_threshold = float(correct_arr[accepted].mean())
         calibration.heldout_coverage_at_threshold = float(accepted.mean())
-    right = np.array(top_similarity)[correct_arr.astype(bool)]
+    right = np.array(top_similarities or top_similarity)[correct_arr.astype(bool)]
     calibration.novelty_similarity = float(np.quantile(right, 0.01)) if len(right) else 0.0
     return calibration
 

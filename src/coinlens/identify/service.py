@@ -34,6 +34,7 @@ from coinlens.identify.verify import decode_crop
 from coinlens.index import ReferenceIndex
 from coinlens.model.transforms import crop_to_array
 from coinlens.vision import encode_jpeg, load_image
+from coinlens.vision.cues import crop_cues
 from coinlens.vision.localise import coin_sides, crop_coin, locate_coins
 
 
@@ -48,6 +49,7 @@ class QueryCoin:
     crop_jpeg: bytes
     side: str
     round: bool = True
+    framed: bool = False  # a fixed window around the coin (layout "crop"): its size is a cue
 
 
 def coins_in_photo(data: bytes, side: str = "unknown", *, max_pixels: int) -> list[QueryCoin]:
@@ -57,9 +59,12 @@ def coins_in_photo(data: bytes, side: str = "unknown", *, max_pixels: int) -> li
     photo, its largest coin. Raises ``ImageLoadError`` for what is not a picture.
     """
     loaded = load_image(data, max_pixels=max_pixels)
+    layout = locate_coins(loaded.rgb)
     return [
-        QueryCoin(encode_jpeg(crop_coin(loaded.rgb, box)), coin_side, box.round)
-        for coin_side, box in coin_sides(locate_coins(loaded.rgb), side)
+        QueryCoin(
+            encode_jpeg(crop_coin(loaded.rgb, box)), coin_side, box.round, layout.kind == "crop"
+        )
+        for coin_side, box in coin_sides(layout, side)
     ]
 
 
@@ -164,6 +169,7 @@ class Identifier:
                 [list(range(len(coins)))],
                 top_k=top_k,
                 query_crop=lambda row: decode_crop(coins[row].crop_jpeg),
+                query_cues=crop_cues(arrays, [c.framed for c in coins]),
             )
         return self.describe(suggestions, decision)
 

@@ -26,7 +26,7 @@ from coinlens.identify.engine import (
     load_crops,
     store_verifier,
 )
-from coinlens.identify.scoring import Calibration, fit_calibration
+from coinlens.identify.scoring import Calibration, fit_calibration, fit_temperature
 from coinlens.identify.verify import KeypointVerifier, decode_crop
 from coinlens.index import ReferenceIndex
 from coinlens.model.embedder import Embedder
@@ -73,10 +73,46 @@ def group_by_specimen(refs: Sequence[CropRef]) -> tuple[list[int], list[list[int
     return specimen_ids, [groups[s] for s in specimen_ids]
 
 
-def build_index(refs: Sequence[CropRef], vectors: np.ndarray) -> ReferenceIndex:
-    index = ReferenceIndex(vectors.shape[1])
-    add_refs(index, refs, vectors)
+def build_index(refs: Sequence[CropRef], embedded: tuple[np.ndarray, np.ndarray]) -> ReferenceIndex:
+    index = ReferenceIndex(embedded[0].shape[1])
+    add_refs(index, refs, embedded)
     return index
+
+
+def _cues_of(index: ReferenceIndex, refs: Sequence[CropRef]) -> np.ndarray | None:
+    """The cues the index holds for ``refs`` (None if it holds none)."""
+    if not all(r.image_id in index.cues_of for r in refs):
+        return None
+    return np.stack([index.cues_of[r.image_id] for r in refs])
+
+
+SIZE_WEIGHTS = (0.0, 0.003, 0.01, 0.02)
+COLOUR_WEIGHTS = (0.0, 0.003, 0.01)
+
+
+def fit_cue_weights(
+    index: ReferenceIndex,
+    vectors: np.ndarray,
+    groups: list[list[int]],
+    truths: list[int],
+    query_cues: np.ndarray,
+    exclude: list[tuple[set[int], set[str]]] | None = None,
+) -> Calibration:
+    """The physical-cue weights under which held-out coins' true types are most probable
+    (lowest negative log-likelihood at the best temperature; the smaller weights on a tie)."""
+    matcher = Matcher(index, Calibration())
+    best: tuple[float, float, Calibration] | None = None
+    for size_weight in SIZE_WEIGHTS:
+        for colour_weight in COLOUR_WEIGHTS:
+            trial = Calibration(size_weight=size_weight, colour_weight=colour_weight)
+            results = matcher.match(
+                vectors, groups, exclude=exclude, query_cues=query_cues, calibration=trial
+            )
+            _, nll = fit_temperature([result[2] for result in results], truths)
+            key = (round(nll, 4), size_weight + colour_weight)
+            if best is None or key < best[:2]:
+                best = (*key, trial)
+    return best[2] if best else Calibration()
 
 
 def calibrate(
@@ -84,6 +120,7 @@ def calibrate(
     queries: Sequence[CropRef],
     vectors: np.ndarray,
     *,
+    query_cues: np.ndarray | None = None,
     target_precision: float,
     leave_one_out: bool = False,
     verifier: KeypointVerifier | None = None,
@@ -99,12 +136,23 @@ def calibrate(
             ({s}, {queries[r].sha256 for r in rows})
             for s, rows in zip(specimen_ids, groups, strict=True)
         ]
-    matcher = Matcher(index, Calibration(), verifier=verifier)
+    weights = Calibration()
+    if query_cues is not None and truths:
+        weights = fit_cue_weights(index, vectors, groups, truths, query_cues, exclude)
+    matcher = Matcher(index, weights, verifier=verifier)
     crop_of = {row: queries[row].crop_key for group in groups for row in group}
     query_crop = (lambda row: decode_crop(store.get(crop_of[row]))) if store else None
-    results = matcher.match(vectors, groups, top_k=5, exclude=exclude, query_crop=query_crop)
+    results = matcher.match(
+        vectors, groups, top_k=5, exclude=exclude, query_crop=query_crop, query_cues=query_cues
+    )
     scores = [result[2] for result in results]
-    calibration = fit_calibration(scores, truths, target_precision)
+    calibration = fit_calibration(
+        scores,
+        truths,
+        target_precision,
+        top_similarities=[result[0][0].similarity if result[0] else 0.0 for result in results],
+        base=weights,
+    )
     top5 = (
         np.mean(
             [
@@ -137,6 +185,7 @@ def calibrate_pretrained(
         index,
         refs,
         vectors,
+        query_cues=_cues_of(index, refs),
         target_precision=target_precision,
         leave_one_out=True,
         verifier=store_verifier(home),
@@ -201,14 +250,15 @@ def train_model(
     if progress.on_stage:
         progress.on_stage("embed references", len(refs))
     advance = (lambda n: progress.on_advance(n, "")) if progress.on_advance else None
-    train_vectors = embed_refs(home, embedder, train, on_batch=advance)
-    heldout_vectors = embed_refs(home, embedder, heldout, on_batch=advance)
-    train_index = build_index(train, train_vectors)
+    train_embedded = embed_refs(home, embedder, train, on_batch=advance)
+    heldout_embedded = embed_refs(home, embedder, heldout, on_batch=advance)
+    train_index = build_index(train, train_embedded)
     if heldout:
         calibration, validation = calibrate(
             train_index,
             heldout,
-            heldout_vectors,
+            heldout_embedded[0],
+            query_cues=heldout_embedded[1],
             target_precision=target_precision,
             verifier=store_verifier(home),
             store=home.store,
@@ -218,7 +268,8 @@ def train_model(
         calibration, validation = calibrate(
             train_index,
             train,
-            train_vectors,
+            train_embedded[0],
+            query_cues=train_embedded[1],
             target_precision=target_precision,
             leave_one_out=True,
             verifier=store_verifier(home),
@@ -251,7 +302,8 @@ def train_model(
         prefix = f"models/{version.id}"
         # The row commits only if the artefacts are stored: no version without its weights.
         version.artefacts = embedder.save(home.store, prefix)
-        full = build_index([*train, *heldout], np.concatenate([train_vectors, heldout_vectors]))
+        everything = zip(train_embedded, heldout_embedded, strict=True)
+        full = build_index([*train, *heldout], tuple(np.concatenate(pair) for pair in everything))
         full.save(home.store, f"indexes/model-{version.id}/references.npz")
         session.flush()
         version_id = version.id

@@ -24,7 +24,8 @@ COMPACT_FRACTION = 0.1  # rebuild an approximate index when this share of it is 
 
 
 class ReferenceIndex:
-    """Search reference images by embedding; each carries its type id, specimen id and sha256."""
+    """Search reference images by embedding; each carries its type id, specimen id, sha256 and
+    physical cues (``coinlens.vision.cues``; absent for an index saved before cues existed)."""
 
     def __init__(self, dim: int, *, approximate_above: int | None = None) -> None:
         self.dim = dim
@@ -34,6 +35,8 @@ class ReferenceIndex:
         self.type_of: dict[int, int] = {}
         self.specimen_of: dict[int, int] = {}
         self.sha_of: dict[int, str] = {}
+        self.cues_of: dict[int, np.ndarray] = {}
+        self.generation = 0  # bumped by every change, so derived tables know when to refresh
 
     def __len__(self) -> int:
         return len(self.type_of)
@@ -79,6 +82,7 @@ class ReferenceIndex:
         type_ids: np.ndarray,
         specimen_ids: np.ndarray,
         shas: list[str],
+        cues: np.ndarray | None = None,
     ) -> None:
         """Add references; an id already present is replaced (its type may have changed)."""
         if len(image_ids) == 0:
@@ -97,7 +101,24 @@ class ReferenceIndex:
             self.type_of[int(image_id)] = int(type_id)
             self.specimen_of[int(image_id)] = int(specimen_id)
             self.sha_of[int(image_id)] = sha
+        if cues is not None:
+            self.set_cues(image_ids, cues)
+        self.generation += 1
         self._keep_kind()
+
+    def set_cues(self, image_ids: np.ndarray | list[int], cues: np.ndarray) -> None:
+        """Record (or back-fill) the physical cues of references already in the index."""
+        for image_id, row in zip(image_ids, np.asarray(cues, dtype=np.float32), strict=True):
+            if int(image_id) in self.type_of:
+                self.cues_of[int(image_id)] = row
+        self.generation += 1
+
+    def cue_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(cues, type ids) of the references whose cues are known."""
+        ids = [i for i in self.type_of if i in self.cues_of]
+        if not ids:
+            return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+        return np.stack([self.cues_of[i] for i in ids]), np.array([self.type_of[i] for i in ids])
 
     def remove(self, image_ids: list[int]) -> None:
         image_ids = [int(i) for i in image_ids if int(i) in self.type_of]
@@ -111,6 +132,8 @@ class ReferenceIndex:
             self.type_of.pop(image_id, None)
             self.specimen_of.pop(image_id, None)
             self.sha_of.pop(image_id, None)
+            self.cues_of.pop(image_id, None)
+        self.generation += 1
         self._keep_kind()
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -141,6 +164,7 @@ class ReferenceIndex:
         if self._hidden:
             self._rebuild(approximate=self.approximate)  # what is saved holds no removed ids
         ids = np.array(sorted(self.type_of), dtype=np.int64)
+        with_cues = np.array([i for i in ids if i in self.cues_of], dtype=np.int64)
         buffer = io.BytesIO()
         np.savez(
             buffer,
@@ -150,6 +174,8 @@ class ReferenceIndex:
             specimens=np.array([self.specimen_of[i] for i in ids], dtype=np.int64),
             shas=np.array([self.sha_of[i] for i in ids], dtype="U64"),
             dim=np.array(self.dim),
+            cue_ids=with_cues,
+            cues=np.array([self.cues_of[i] for i in with_cues], dtype=np.float32),
         )
         return buffer.getvalue()
 
@@ -166,6 +192,8 @@ class ReferenceIndex:
             index.type_of[int(image_id)] = int(type_id)
             index.specimen_of[int(image_id)] = int(specimen_id)
             index.sha_of[int(image_id)] = str(sha)
+        if "cues" in arrays:
+            index.set_cues(arrays["cue_ids"], arrays["cues"])
         index._keep_kind()  # an exact index saved before the catalogue grew past the limit
         return index
 

@@ -1,0 +1,97 @@
+"""Physical cues a curator reads at a glance: the coin's apparent size and its metal's colour.
+
+Embeddings see the design; two types can share a design and differ only in module and metal
+(the Finnish euro cents all carry the same lion; 1, 2 and 5 cents are copper, 10, 20 and 50 cents
+Nordic gold, and each is a different diameter). These cues, measured on a stored crop, let the
+scorer tell such types apart:
+
+- ``diameter``: the coin's diameter as a share of the crop side. Only meaningful for crops cut as
+  a fixed window around the coin (layout ``crop``: a phone or copy-stand crop, where the frame is
+  a scale); crops cut to the coin's own edge (single, pair, tray coins) have no size cue (NaN).
+- ``L``, ``a``, ``b``: the median CIELAB colour (OpenCV's 8-bit scale) of the coin's inner disc,
+  where the metal shows rather than the rim's shadow or the background.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+CUE_NAMES = ("diameter", "L", "a", "b")
+SIZE_CUES = (0,)
+COLOUR_CUES = (1, 2, 3)
+WORK_SIDE = 160  # px: cues are measured at about the embedding's resolution
+INNER_DISC = 0.8  # share of the radius whose colour is the metal's
+EDGE_SHARE = 0.7  # a rim candidate needs this share of the strongest circle's edge support
+
+
+def _edge_support(gradient: np.ndarray, cx: float, cy: float, r: float) -> float:
+    """Mean gradient magnitude along a circle: how much of an edge it really follows."""
+    angles = np.linspace(0, 2 * np.pi, 72, endpoint=False)
+    xs = np.clip(np.round(cx + r * np.cos(angles)).astype(int), 0, gradient.shape[1] - 1)
+    ys = np.clip(np.round(cy + r * np.sin(angles)).astype(int), 0, gradient.shape[0] - 1)
+    return float(gradient[ys, xs].mean())
+
+
+def _central_circle(gray: np.ndarray) -> tuple[float, float, float] | None:
+    """The coin's rim in a crop centred on it, as (cx, cy, r) in its pixels.
+
+    Of the circles near the middle, the largest one whose edge is nearly as strong as the
+    strongest: an inner ring (a bimetallic coin's core, a beaded border) is smaller, a
+    neighbour's arc is not central.
+    """
+    side = min(gray.shape)
+    blurred = cv2.medianBlur(gray, 5)
+    circles = cv2.HoughCircles(
+        blurred,
+        cv2.HOUGH_GRADIENT_ALT,
+        dp=1.5,
+        minDist=4,
+        param1=150,
+        param2=0.6,
+        minRadius=int(side * 0.2),
+        maxRadius=int(side * 0.45),  # a crop's margin keeps the coin inside 0.43 of its side
+    )
+    if circles is None:
+        return None
+    circles = circles[0]
+    offset = np.hypot(circles[:, 0] - gray.shape[1] / 2, circles[:, 1] - gray.shape[0] / 2)
+    central = circles[offset < 0.15 * side]
+    if len(central) == 0:
+        return None
+    gradient = np.hypot(cv2.Sobel(blurred, cv2.CV_32F, 1, 0), cv2.Sobel(blurred, cv2.CV_32F, 0, 1))
+    support = np.array([_edge_support(gradient, *circle) for circle in central])
+    strong = central[support >= EDGE_SHARE * support.max()]
+    cx, cy, r = strong[np.argmax(strong[:, 2])]
+    return float(cx), float(cy), float(r)
+
+
+def measure_cues(pixels: np.ndarray, framed: bool) -> np.ndarray:
+    """Cues of one (H, W, 3) uint8 RGB crop, in ``CUE_NAMES`` order (NaN where not measured)."""
+    scale = min(1.0, WORK_SIDE / max(pixels.shape[:2]))
+    if scale < 1.0:
+        size = (round(pixels.shape[1] * scale), round(pixels.shape[0] * scale))
+        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    pixels = np.ascontiguousarray(pixels)
+    side = min(pixels.shape[:2])
+    circle = _central_circle(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY))
+    cues = np.full(len(CUE_NAMES), np.nan, dtype=np.float32)
+    if circle is None:  # colour of the central disc the crop is centred on
+        cx, cy, r = pixels.shape[1] / 2, pixels.shape[0] / 2, side * 0.4
+    else:
+        cx, cy, r = circle
+        if framed:
+            cues[0] = 2 * r / side
+    ys, xs = np.mgrid[: pixels.shape[0], : pixels.shape[1]]
+    inside = (xs - cx) ** 2 + (ys - cy) ** 2 < (INNER_DISC * r) ** 2
+    if inside.any():
+        lab = cv2.cvtColor(pixels, cv2.COLOR_RGB2LAB)[inside]
+        cues[1:] = np.median(lab, axis=0)
+    return cues
+
+
+def crop_cues(crops: np.ndarray, framed: np.ndarray | list[bool]) -> np.ndarray:
+    """(N, 4) cues of an (N, H, W, 3) batch of crops; ``framed[i]``: crop i is a fixed window."""
+    if len(crops) == 0:
+        return np.zeros((0, len(CUE_NAMES)), np.float32)
+    return np.stack([measure_cues(crop, bool(f)) for crop, f in zip(crops, framed, strict=True)])

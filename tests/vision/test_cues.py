@@ -1,0 +1,62 @@
+"""Physical cues: apparent size in a fixed frame and metal colour, measured on crops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from coinlens.vision.cues import CUE_NAMES, crop_cues, measure_cues
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "euro-kaa"
+
+
+def _coin(side: int, diameter_share: float, rgb: tuple[int, int, int]) -> np.ndarray:
+    """A flat metal disc with a relief ring on a grey table, in a ``side`` px crop."""
+    picture = np.full((side, side, 3), 90, np.uint8)
+    centre, radius = (side // 2, side // 2), round(side * diameter_share / 2)
+    cv2.circle(picture, centre, radius, rgb, -1)
+    cv2.circle(picture, centre, round(radius * 0.7), tuple(int(c * 0.8) for c in rgb), 2)
+    return picture
+
+
+def test_diameter_share_and_colour_are_measured() -> None:
+    copper = measure_cues(_coin(128, 0.6, (184, 115, 51)), framed=True)
+    gold = measure_cues(_coin(128, 0.8, (212, 175, 55)), framed=True)
+    assert copper.shape == (len(CUE_NAMES),)
+    assert copper[0] == pytest.approx(0.6, abs=0.04)
+    assert gold[0] == pytest.approx(0.8, abs=0.04)
+    assert copper[2] > gold[2] + 5  # copper is redder (a*)
+    assert gold[1] > copper[1]  # and darker than Nordic gold (L*)
+
+
+def test_a_crop_cut_to_the_coin_has_no_size_cue() -> None:
+    cues = crop_cues(np.stack([_coin(128, 0.7, (200, 160, 60))] * 2), [False, True])
+    assert np.isnan(cues[0, 0]) and not np.isnan(cues[1, 0])
+    assert np.allclose(cues[0, 1:], cues[1, 1:])  # colour either way
+
+
+def test_nothing_round_still_gives_a_colour() -> None:
+    flat = np.full((96, 96, 3), (120, 60, 30), np.uint8)
+    cues = measure_cues(flat, framed=True)
+    assert np.isnan(cues[0])
+    assert not np.isnan(cues[1:]).any()
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data/euro-kaa (not in the repo)")
+def test_real_euro_cents_order_by_size_and_split_by_metal() -> None:
+    """On phone crops of one photographer, 1 cent < 10 cent < 2 euro in apparent size, and the
+    copper cents are redder than the Nordic-gold ones."""
+    from PIL import Image
+
+    medians = {}
+    for label in ("1c", "10c", "2e", "5c", "20c"):
+        paths = sorted((DATA / "train" / label).glob("*.jpg"))[:20]
+        crops = np.stack(
+            [np.asarray(Image.open(p).convert("RGB").resize((128, 128))) for p in paths]
+        )
+        medians[label] = np.nanmedian(crop_cues(crops, [True] * len(crops)), axis=0)
+    assert medians["1c"][0] < medians["10c"][0] < medians["2e"][0]
+    assert medians["5c"][2] > medians["20c"][2] + 5
