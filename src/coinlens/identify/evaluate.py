@@ -197,7 +197,7 @@ def evaluate(
     top5 = np.array(
         [t in [s.type_id for s in r[0][:5]] for r, t in zip(results, truths, strict=True)]
     )
-    probability = np.array([r[0][0].probability if r[0] else 0.0 for r in results])
+    odds = np.array([r[0][0].log_odds if r[0] else -np.inf for r in results])
     confidence = np.array([r[0][0].score if r[0] else 0.0 for r in results])
     accepted = np.array([r[1] == "auto_accept" for r in results])
     decisions = {
@@ -214,7 +214,7 @@ def evaluate(
         "top1": round(float(top1.mean()), 4) if len(top1) else 0.0,
         "top5": round(float(top5.mean()), 4) if len(top5) else 0.0,
         "coverage_at_precision": {
-            p: round(coverage_at_precision(probability, top1, float(p)), 4) for p in PRECISIONS
+            p: round(coverage_at_precision(odds, top1, float(p)), 4) for p in PRECISIONS
         },
         "images_per_second": round(n_images / seconds, 1) if seconds else None,
         "at_calibrated_threshold": {
@@ -283,7 +283,7 @@ def confusion_png(labels: list[str], confusion: np.ndarray, path: Path) -> None:
         column = PILImage.new("RGB", (margin, cell), "white")
         ImageDraw.Draw(column).text((4, cell // 3), labels[i][:30], fill="black", font=font)
         image.paste(column.rotate(90, expand=True), (margin + i * cell, 0))
-    draw.text((4, 4), "true \u2193  suggested \u2192", fill="black", font=font)
+    draw.text((4, 4), "rows: true type, columns: suggested", fill="black", font=font)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     atomic_write(path, buffer.getvalue())

@@ -3,12 +3,16 @@
 - A type's score for one image is the similarity of its best reference among the neighbours
   (types absent from the shortlist get the shortlist's last similarity, a bound, not zero).
 - The images of one specimen (both sides, when known) are combined by averaging type scores.
+  Every type absent from all shortlists is one competitor, ``UNSEEN``, at the floor: a coin
+  whose 30 neighbours all share one type is confident by how far that type is above the
+  floor, not certain.
 - Physical cues (apparent size in a fixed frame, metal colour; ``coinlens.vision.cues``) adjust a
   type's score by how far the coin's cues lie from those of the type's references, each cue group
   with a weight fitted on held-out coins (zero when it does not help there).
-- Scores become probabilities by a softmax with a temperature fitted on held-out catalogued coins,
-  then an isotonic map fitted on the same coins makes them calibrated: of the suggestions given
-  0.98, 98% were right there.
+- Scores become probabilities by a softmax with a temperature fitted on held-out catalogued coins;
+  a suggestion's log-odds (log p / (1 - p), computed without rounding to p = 1, so that confident
+  coins still order among themselves) go through an isotonic map fitted on the same coins, which
+  makes them calibrated: of the suggestions given 0.98, 98% were right there.
 - The auto-accept threshold is the lowest confidence at which held-out precision still meets the
   collection's target; a specimen whose best similarity is below what nearly every known coin
   reaches is flagged as a possible new type.
@@ -22,8 +26,10 @@ import numpy as np
 
 from coinlens.vision.cues import COLOUR_CUES, SIZE_CUES
 
+UNSEEN = -1  # the type key standing for every type not among the neighbours
+
 # Smallest spread a type's cue may have: measurement noise (diameter share, L, a, b).
-CUE_SPREAD_FLOOR = np.array([0.02, 4.0, 2.0, 2.0], dtype=np.float32)
+CUE_SPREAD_FLOOR = np.array([0.02, 8.0, 4.0, 6.0], dtype=np.float32)
 CUE_MIN_REFERENCES = 3  # references with a measured cue before a type's cue counts
 CUE_Z2_CAP = 25.0  # one odd measurement cannot outweigh the design
 
@@ -37,6 +43,7 @@ class Calibration:
     colour_weight: float = 0.0  # per unit of squared robust z-score of the metal colour
     iso_x: list[float] = field(default_factory=lambda: [0.0, 1.0])
     iso_y: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    iso_space: str = "probability"  # what iso_x measures: "log_odds" (new fits) or "probability"
     accept_threshold: float = 1.01  # never, until fitted
     target_precision: float = 0.98
     novelty_similarity: float = 0.0
@@ -55,9 +62,11 @@ class Calibration:
         known = {name for name in cls.__dataclass_fields__}
         return cls(**{key: value for key, value in data.items() if key in known})
 
-    def confidence(self, probability: np.ndarray | float) -> np.ndarray:
-        """Raw softmax probability -> calibrated confidence (monotone)."""
-        return np.interp(probability, self.iso_x, self.iso_y)
+    def confidence(self, log_odds: np.ndarray | float) -> np.ndarray:
+        """A suggestion's log-odds -> calibrated confidence (monotone)."""
+        if self.iso_space == "probability":  # fitted before log-odds existed
+            return np.interp(1.0 / (1.0 + np.exp(-np.asarray(log_odds))), self.iso_x, self.iso_y)
+        return np.interp(log_odds, self.iso_x, self.iso_y)
 
 
 @dataclass
@@ -68,7 +77,8 @@ class Suggestion:
     score: float  # calibrated confidence
     similarity: float  # best cosine similarity to a reference of this type
     evidence: list[int]  # reference image ids, best first
-    probability: float = 0.0  # softmax probability before the isotonic map (finer ordering)
+    probability: float = 0.0  # softmax probability before the isotonic map
+    log_odds: float = 0.0  # log p / (1 - p), unrounded: orders confident coins among themselves
 
 
 def image_type_scores(
@@ -91,7 +101,8 @@ def image_type_scores(
 def combine_images(
     per_image: list[tuple[dict[int, float], dict[int, list[int]], float]],
 ) -> tuple[dict[int, float], dict[int, list[int]]]:
-    """Average the type scores of a specimen's images (sides); evidence interleaved."""
+    """Average the type scores of a specimen's images (sides); evidence interleaved; the
+    floor of the types no shortlist holds under ``UNSEEN``."""
     types = {type_id for scores, _, _ in per_image for type_id in scores}
     combined = {
         type_id: float(np.mean([scores.get(type_id, floor) for scores, _, floor in per_image]))
@@ -147,6 +158,22 @@ class CueStats:
         return out
 
 
+LOG_ODDS_CAP = 60.0  # a type alone among its candidates
+
+
+def log_odds(values: np.ndarray, temperature: float) -> np.ndarray:
+    """log p_i / (1 - p_i) of each softmax probability, stable when p_i rounds to 1."""
+    scaled = np.asarray(values, dtype=np.float64) / max(temperature, 1e-6)
+    out = np.full(len(scaled), LOG_ODDS_CAP)
+    for i in range(len(scaled)):
+        others = np.delete(scaled, i)
+        if len(others):
+            top = others.max()
+            rest = top + np.log(np.exp(others - top).sum())  # logsumexp of the others
+            out[i] = min(LOG_ODDS_CAP, scaled[i] - rest)
+    return out
+
+
 def softmax(values: np.ndarray, temperature: float) -> np.ndarray:
     scaled = (values - values.max()) / max(temperature, 1e-6)
     exp = np.exp(scaled)
@@ -168,8 +195,9 @@ def rank(
     type_ids = np.array(list(scores))
     values = np.array([scores[t] for t in type_ids])
     probabilities = softmax(values, calibration.temperature)
-    order = np.argsort(-values)[:top_k]
-    confidences = calibration.confidence(probabilities[order])
+    odds = log_odds(values, calibration.temperature)
+    order = [i for i in np.argsort(-values, kind="stable") if type_ids[i] != UNSEEN][:top_k]
+    confidences = calibration.confidence(odds[order])
     return [
         Suggestion(
             int(type_ids[i]),
@@ -177,6 +205,7 @@ def rank(
             float(similarities[int(type_ids[i])]),
             evidence[int(type_ids[i])],
             float(probabilities[i]),
+            float(odds[i]),
         )
         for i, c in zip(order, confidences, strict=True)
     ]
@@ -190,8 +219,11 @@ def decide(suggestions: list[Suggestion], calibration: Calibration) -> str:
     return "review"
 
 
-def _pav(x: np.ndarray, y: np.ndarray) -> tuple[list[float], list[float]]:
-    """Isotonic (non-decreasing) regression of y on x by pool-adjacent-violators."""
+def _pav(
+    x: np.ndarray, y: np.ndarray, lower: float = -LOG_ODDS_CAP, upper: float = LOG_ODDS_CAP
+) -> tuple[list[float], list[float]]:
+    """Isotonic (non-decreasing) regression of y on x by pool-adjacent-violators, as knots
+    from (``lower``, 0) to ``upper``."""
     order = np.argsort(x)
     xs, ys = x[order], y[order].astype(float)
     blocks: list[list[float]] = []  # [sum_y, count, min_x, max_x]
@@ -202,12 +234,12 @@ def _pav(x: np.ndarray, y: np.ndarray) -> tuple[list[float], list[float]]:
             blocks[-1][0] += s
             blocks[-1][1] += c
             blocks[-1][3] = hi
-    knots_x, knots_y = [0.0], [0.0]
+    knots_x, knots_y = [lower], [0.0]
     for s, c, lo, hi in blocks:
         mean = s / c
         knots_x += [float(lo), float(hi)]
         knots_y += [mean, mean]
-    knots_x.append(1.0)
+    knots_x.append(upper)
     knots_y.append(knots_y[-1])
     # np.interp needs increasing x: nudge equal knots apart
     for i in range(1, len(knots_x)):
@@ -223,7 +255,8 @@ def negative_log_likelihood(
     total = 0.0
     for scores, truth in zip(candidate_scores, true_types, strict=True):
         probabilities = softmax(np.array(list(scores.values())), temperature)
-        p_true = probabilities[list(scores).index(truth)] if truth in scores else 1e-6
+        key = truth if truth in scores else UNSEEN  # an unseen true type is one of the floor's
+        p_true = probabilities[list(scores).index(key)] if key in scores else 1e-6
         total -= np.log(max(p_true, 1e-6))
     return total / max(1, len(true_types))
 
@@ -262,27 +295,29 @@ def fit_calibration(
             colour_weight=base.colour_weight,
         )
     best_t, _ = fit_temperature(candidate_scores, true_types)
-    top_probability, correct, top_similarity = [], [], []
+    top_odds, correct, top_similarity = [], [], []
     for scores, truth in zip(candidate_scores, true_types, strict=True):
         values = np.array(list(scores.values()))
-        best = int(np.argmax(values))
-        top_probability.append(float(softmax(values, best_t)[best]))
-        correct.append(list(scores)[best] == truth)
+        real = np.array([type_id != UNSEEN for type_id in scores])
+        best = int(np.argmax(np.where(real, values, -np.inf))) if real.any() else 0
+        top_odds.append(float(log_odds(values, best_t)[best]) if real.any() else -LOG_ODDS_CAP)
+        correct.append(bool(real.any()) and list(scores)[best] == truth)
         top_similarity.append(float(values[best]))
-    top_probability_arr = np.array(top_probability)
+    top_odds_arr = np.array(top_odds)
     correct_arr = np.array(correct, dtype=float)
-    iso_x, iso_y = _pav(top_probability_arr, correct_arr)
+    iso_x, iso_y = _pav(top_odds_arr, correct_arr)
     calibration = Calibration(
         temperature=best_t,
         iso_x=iso_x,
         iso_y=iso_y,
+        iso_space="log_odds",
         target_precision=target_precision,
         n_heldout=n,
         heldout_top1=float(correct_arr.mean()),
         size_weight=base.size_weight,
         colour_weight=base.colour_weight,
     )
-    confidence = calibration.confidence(top_probability_arr)
+    confidence = calibration.confidence(top_odds_arr)
     threshold = accept_threshold(confidence, correct_arr.astype(bool), target_precision)
     calibration.accept_threshold = threshold
     accepted = confidence >= threshold

@@ -19,7 +19,7 @@ import numpy as np
 
 CUE_NAMES = ("diameter", "L", "a", "b")
 SIZE_CUES = (0,)
-COLOUR_CUES = (1, 2, 3)
+COLOUR_CUES = (2, 3)  # a*, b*: lightness follows the lighting more than the metal
 WORK_SIDE = 160  # px: cues are measured at about the embedding's resolution
 INNER_DISC = 0.8  # share of the radius whose colour is the metal's
 EDGE_SHARE = 0.7  # a rim candidate needs this share of the strongest circle's edge support
