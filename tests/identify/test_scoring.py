@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from coinlens.identify.scoring import (
-    UNSEEN,
     Calibration,
     accept_threshold,
     combine_images,
@@ -29,7 +28,7 @@ def test_sides_are_combined_with_a_floor_for_missing_types() -> None:
     obverse = ({10: 0.9, 20: 0.5}, {10: [1], 20: [2]}, 0.4)
     reverse = ({20: 0.95}, {20: [5]}, 0.6)
     scores, evidence = combine_images([obverse, reverse])
-    assert scores == {10: (0.9 + 0.6) / 2, 20: (0.5 + 0.95) / 2, UNSEEN: (0.4 + 0.6) / 2}
+    assert scores == {10: (0.9 + 0.6) / 2, 20: (0.5 + 0.95) / 2}
     assert evidence[20] == [2, 5]
 
 

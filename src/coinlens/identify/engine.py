@@ -19,7 +19,6 @@ from sqlalchemy import select
 from coinlens.catalog import Home, Image, ModelVersion, Specimen
 from coinlens.catalog import type_references as catalog_type_references
 from coinlens.identify.scoring import (
-    UNSEEN,
     Calibration,
     CueStats,
     Suggestion,
@@ -312,9 +311,8 @@ class Matcher:
             scores = plain
             if stats is not None:
                 scores = dict(plain)
-                candidates = [type_id for type_id in scores if type_id != UNSEEN]
                 for row in rows:
-                    changes = stats.adjustments(query_cues[row], candidates, calibration)
+                    changes = stats.adjustments(query_cues[row], list(scores), calibration)
                     for type_id, change in changes.items():
                         scores[type_id] += change / len(rows)
             suggestions = rank(scores, evidence, calibration, top_k, plain)

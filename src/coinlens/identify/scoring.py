@@ -3,9 +3,6 @@
 - A type's score for one image is the similarity of its best reference among the neighbours
   (types absent from the shortlist get the shortlist's last similarity, a bound, not zero).
 - The images of one specimen (both sides, when known) are combined by averaging type scores.
-  Every type absent from all shortlists is one competitor, ``UNSEEN``, at the floor: a coin
-  whose 30 neighbours all share one type is confident by how far that type is above the
-  floor, not certain.
 - Physical cues (apparent size in a fixed frame, metal colour; ``coinlens.vision.cues``) adjust a
   type's score by how far the coin's cues lie from those of the type's references, each cue group
   with a weight fitted on held-out coins (zero when it does not help there).
@@ -25,8 +22,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from coinlens.vision.cues import COLOUR_CUES, SIZE_CUES
-
-UNSEEN = -1  # the type key standing for every type not among the neighbours
 
 # Smallest spread a type's cue may have: measurement noise (diameter share, L, a, b).
 CUE_SPREAD_FLOOR = np.array([0.02, 8.0, 4.0, 6.0], dtype=np.float32)
@@ -101,8 +96,7 @@ def image_type_scores(
 def combine_images(
     per_image: list[tuple[dict[int, float], dict[int, list[int]], float]],
 ) -> tuple[dict[int, float], dict[int, list[int]]]:
-    """Average the type scores of a specimen's images (sides); evidence interleaved; the
-    floor of the types no shortlist holds under ``UNSEEN``."""
+    """Average the type scores of a specimen's images (sides); evidence interleaved."""
     types = {type_id for scores, _, _ in per_image for type_id in scores}
     combined = {
         type_id: float(np.mean([scores.get(type_id, floor) for scores, _, floor in per_image]))
@@ -196,7 +190,7 @@ def rank(
     values = np.array([scores[t] for t in type_ids])
     probabilities = softmax(values, calibration.temperature)
     odds = log_odds(values, calibration.temperature)
-    order = [i for i in np.argsort(-values, kind="stable") if type_ids[i] != UNSEEN][:top_k]
+    order = np.argsort(-values, kind="stable")[:top_k]
     confidences = calibration.confidence(odds[order])
     return [
         Suggestion(
@@ -255,8 +249,7 @@ def negative_log_likelihood(
     total = 0.0
     for scores, truth in zip(candidate_scores, true_types, strict=True):
         probabilities = softmax(np.array(list(scores.values())), temperature)
-        key = truth if truth in scores else UNSEEN  # an unseen true type is one of the floor's
-        p_true = probabilities[list(scores).index(key)] if key in scores else 1e-6
+        p_true = probabilities[list(scores).index(truth)] if truth in scores else 1e-6
         total -= np.log(max(p_true, 1e-6))
     return total / max(1, len(true_types))
 
@@ -298,10 +291,9 @@ def fit_calibration(
     top_odds, correct, top_similarity = [], [], []
     for scores, truth in zip(candidate_scores, true_types, strict=True):
         values = np.array(list(scores.values()))
-        real = np.array([type_id != UNSEEN for type_id in scores])
-        best = int(np.argmax(np.where(real, values, -np.inf))) if real.any() else 0
-        top_odds.append(float(log_odds(values, best_t)[best]) if real.any() else -LOG_ODDS_CAP)
-        correct.append(bool(real.any()) and list(scores)[best] == truth)
+        best = int(np.argmax(values))
+        top_odds.append(float(log_odds(values, best_t)[best]))
+        correct.append(list(scores)[best] == truth)
         top_similarity.append(float(values[best]))
     top_odds_arr = np.array(top_odds)
     correct_arr = np.array(correct, dtype=float)
