@@ -201,3 +201,50 @@ def test_export_refuses_bad_arguments(cli, site, tmp_path: Path) -> None:
     first = rerun.read_bytes()
     _export(cli, site, "csv", rerun)
     assert rerun.read_bytes() == first
+
+
+def test_exports_go_straight_to_a_bucket(cli, site, s3_server, bucket: str, tmp_path: Path) -> None:
+    """``--out s3://…`` uploads the same documents a local export writes (a real S3 server)."""
+    home = site.home.settings.home
+    local = tmp_path / "records.csv"
+    _export(cli, site, "csv", local)
+
+    def export_to(fmt: str, url: str) -> str:
+        result = cli(
+            "export",
+            "--format",
+            fmt,
+            "--out",
+            url,
+            "--home",
+            home,
+            "--base-url",
+            BASE,
+            env=s3_server.env(),
+        )
+        assert result.exit_code == 0, result.stderr
+        return result.stdout
+
+    assert "exported 48 specimens" in export_to("csv", f"s3://{bucket}/exports/records.csv")
+    client = s3_server.client()
+    uploaded = client.get_object(Bucket=bucket, Key="exports/records.csv")["Body"].read()
+    assert uploaded == local.read_bytes()
+
+    export_to("iiif", f"s3://{bucket}/iiif")
+    keys = {
+        item["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="iiif/")
+        for item in page.get("Contents", [])
+    }
+    collection = json.loads(
+        client.get_object(Bucket=bucket, Key="iiif/collection.json")["Body"].read()
+    )
+    assert len(collection["items"]) == 48
+    assert keys == {"iiif/collection.json"} | {
+        f"iiif/{entry['id'].split('/')[-2]}/manifest.json" for entry in collection["items"]
+    }
+
+    nameless = cli(
+        "export", "--format", "csv", "--out", f"s3://{bucket}", "--home", home, env=s3_server.env()
+    )
+    assert nameless.exit_code == 2 and "name the object" in nameless.stderr

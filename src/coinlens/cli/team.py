@@ -95,7 +95,12 @@ def token_create(
 def export(
     format: Annotated[str, typer.Option("--format", help="csv, jsonld or iiif.")],
     out_path: Annotated[
-        Path, typer.Option("--out", help="File to write (a folder for iiif).", show_default=False)
+        str,
+        typer.Option(
+            "--out",
+            help="File to write (a folder for iiif), or s3://bucket/prefix[/file].",
+            show_default=False,
+        ),
     ],
     home: HomeOption = None,
     status: Annotated[
@@ -113,9 +118,10 @@ def export(
         fail(f"--format {format!r}: use one of {', '.join(FORMATS)}", 2)
     if status not in EXPORT_STATUSES:
         fail(f"--status {status!r}: use one of {', '.join(EXPORT_STATUSES)}", 2)
-    if format == "iiif" and out_path.exists() and not out_path.is_dir():
+    local = None if out_path.startswith("s3://") else Path(out_path)
+    if local and format == "iiif" and local.exists() and not local.is_dir():
         fail(f"{out_path}: iiif writes a folder of manifests; this is a file", 2)
-    if format != "iiif" and out_path.is_dir():
+    if local and format != "iiif" and local.is_dir():
         fail(f"{out_path}: is a folder; give a file name", 2)
     with open_home(home) as opened:
         try:
@@ -125,7 +131,10 @@ def export(
                 out_path,
                 base_url or opened.settings.public_url,
                 status,
+                opened.settings,
             )
         except (OSError, StoreError) as exc:
             fail(f"{out_path}: cannot write ({exc})")
+        except ValueError as exc:
+            fail(str(exc), 2)
     out.print(f"exported {count} specimens as {format} to {out_path}")

@@ -13,14 +13,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from coinlens.catalog import SPECIMEN_MEASURES, TYPE_DESCRIPTORS, Catalog
+from coinlens.config import Settings
 from coinlens.export.records import ExportImage, ExportRecord, export_records
-from coinlens.storage import atomic_open
+from coinlens.storage import atomic_open, open_store
+
+COLLECTION = "collection.json"
 
 CSV_COLUMNS = [
     "accession",
@@ -291,9 +295,19 @@ def iiif_collection(entries: Iterable[tuple[int, str]], links: Links) -> dict[st
 
 
 def write_export(
-    catalog: Catalog, fmt: str, out: Path, base_url: str, status: str = "catalogued"
+    catalog: Catalog,
+    fmt: str,
+    out: str | Path,
+    base_url: str,
+    status: str = "catalogued",
+    settings: Settings | None = None,
 ) -> int:
-    """Write ``fmt`` to ``out`` (a file; a folder for iiif); return how many specimens."""
+    """Write ``fmt`` to ``out`` (a file; a folder for iiif), or to an S3 URL
+    (``s3://bucket/prefix/file.csv``; for iiif ``s3://bucket/prefix``), with endpoint and
+    credentials from ``settings``. Return how many specimens."""
+    if str(out).startswith("s3://"):
+        return _write_to_bucket(catalog, fmt, str(out), base_url, status, settings)
+    out = Path(out)
     links = Links(base_url)
     count = 0
 
@@ -318,8 +332,36 @@ def write_export(
             with atomic_open(folder / "manifest.json", "w", encoding="utf-8") as handle:
                 json.dump(iiif_manifest(record, links), handle, ensure_ascii=False, indent=1)
             entries.append((record.specimen_id, record.accession))
-        with atomic_open(out / "collection.json", "w", encoding="utf-8") as handle:
+        with atomic_open(out / COLLECTION, "w", encoding="utf-8") as handle:
             json.dump(iiif_collection(entries, links), handle, ensure_ascii=False, indent=1)
     else:
         raise ValueError(f"format {fmt!r}: use csv, jsonld or iiif")
+    return count
+
+
+def _write_to_bucket(
+    catalog: Catalog, fmt: str, url: str, base_url: str, status: str, settings: Settings | None
+) -> int:
+    """Write the export to a scratch folder, then upload it, streamed (multipart when large).
+
+    Each object appears whole (S3 PUTs are atomic); for iiif the collection goes last, so a
+    reader never finds it pointing at a manifest not yet there.
+    """
+    if fmt == "iiif":
+        store_url, name = url.rstrip("/"), None
+    else:
+        store_url, _, name = url.rstrip("/").rpartition("/")
+        if not name or store_url == "s3:/":
+            raise ValueError(f"{url}: name the object to write, as s3://bucket/prefix/file.{fmt}")
+    store = open_store(store_url, settings)
+    store.ensure_ready()
+    with tempfile.TemporaryDirectory(prefix="coinlens-export-") as scratch:
+        local = Path(scratch) / (name or "iiif")
+        count = write_export(catalog, fmt, local, base_url, status)
+        if name:
+            store.put_file(name, local)
+            return count
+        files = sorted(p for p in local.rglob("*") if p.is_file() and p.name != COLLECTION)
+        for path in [*files, local / COLLECTION]:
+            store.put_file(path.relative_to(local).as_posix(), path)
     return count

@@ -11,6 +11,7 @@ import hashlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from pathlib import Path
 
 _KEY_PATTERN = re.compile(r"^[A-Za-z0-9._\-]+(/[A-Za-z0-9._\-]+)*$")
 
@@ -63,6 +64,10 @@ class ObjectStore(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove ``key``; removing an absent key is not an error."""
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Write the file at ``path`` to ``key`` (backends may stream it; this one reads it)."""
+        self.put(key, path.read_bytes())
 
     def ensure_ready(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
         """Create what the backend needs before the first write (a folder, a bucket)."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -66,6 +68,13 @@ class S3Store(ObjectStore):
         try:
             self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
         except (ClientError, BotoCoreError) as exc:
+            raise self._fail("write", key, exc) from exc
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Streamed from disk, in multipart chunks when large: memory stays flat."""
+        try:
+            self.client.upload_file(str(path), self.bucket, self._full(key))
+        except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
             raise self._fail("write", key, exc) from exc
 
     def get(self, key: str) -> bytes:
