@@ -86,3 +86,29 @@ def test_past_the_limit_the_index_turns_approximate_and_stays_right(tmp_path: Pa
     exact.save(store, "indexes/exact.npz")
     assert ReferenceIndex.load(store, "indexes/exact.npz", dim, approximate_above=100).approximate
     assert not ReferenceIndex.load(store, "indexes/exact.npz", dim).approximate
+
+
+def test_physical_cues_travel_with_their_references(tmp_path: Path) -> None:
+    """Cues are kept per reference, leave with it, survive the store, and an index saved
+    without cues loads with none (to be back-filled) rather than failing."""
+    rng = np.random.default_rng(1)
+    vectors = _unit(rng.normal(size=(6, 8)))
+    cues = np.column_stack([np.linspace(0.5, 0.8, 6), np.full((6, 3), 130.0)]).astype(np.float32)
+    index = ReferenceIndex(8)
+    index.add(np.arange(6), vectors, np.array([1, 1, 1, 2, 2, 2]), np.arange(6), ["s"] * 6, cues)
+    index.remove([0])
+    table, types = index.cue_table()
+    assert len(table) == 5 and sorted(types.tolist()) == [1, 1, 2, 2, 2]
+    store = LocalStore(tmp_path / "store")
+    index.save(store, "idx.npz")
+    loaded = ReferenceIndex.load(store, "idx.npz", 8)
+    assert set(loaded.cues_of) == {1, 2, 3, 4, 5}
+    assert np.allclose(loaded.cues_of[5], cues[5])
+
+    bare = ReferenceIndex(8)
+    bare.add(np.arange(3), vectors[:3], np.array([1, 1, 2]), np.arange(3), ["s"] * 3)
+    bare.save(store, "bare.npz")
+    reloaded = ReferenceIndex.load(store, "bare.npz", 8)
+    assert len(reloaded) == 3 and reloaded.cues_of == {}
+    reloaded.set_cues([0, 1, 2], cues[:3])
+    assert len(reloaded.cue_table()[0]) == 3
