@@ -16,14 +16,18 @@ from rich.table import Table
 from coinlens import __version__
 from coinlens.catalog import CatalogError, Home, catalog_counts, specimens_per_type
 from coinlens.cli.common import (
+    AddressOption,
+    EngineOption,
     HomeOption,
     app,
+    check_engine,
     err,
     fail,
     ingest_progress,
     open_home,
     out,
     print_error,
+    ray_preparation,
 )
 from coinlens.config import SettingsError
 from coinlens.ingest import (
@@ -106,9 +110,11 @@ def run_ingest(
     manifest: Path | None = None,
     status: str | None = None,
     batch: str | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> IngestReport:
     """Scan ``path`` (a folder, or ``s3://bucket/prefix``; or read ``manifest``) and ingest it,
-    with a progress bar and errors."""
+    with a progress bar and errors; ``engine="ray"`` reads and localises the photos on Ray."""
     if manifest is not None:
         scan = read_manifest(manifest, status=status, batch=batch)
         target = str(manifest.resolve())
@@ -139,6 +145,7 @@ def run_ingest(
         rate = f"{done / elapsed:.1f}" if elapsed > 0 else "-"
         progress.update(task, advance=1, rate=rate, failed=failed)
 
+    preparation = ray_preparation(opened, engine, address)
     with progress:
         report = ingest_items(
             scan.items,
@@ -149,6 +156,7 @@ def run_ingest(
             problems=scan.problems,
             ignored=len(scan.ignored),
             on_outcome=on_outcome,
+            preparation=preparation,
         )
     for note in report.notes[:20]:
         err.print(f"coinlens: note: {note}", markup=False)
@@ -202,16 +210,31 @@ def ingest(
         typer.Option("--batch", help="Batch name for the review queue [default: folder name]."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    engine: EngineOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """Ingest photos and catalogue data from a folder tree or a CSV manifest."""
+    usage_errors: tuple[type[Exception], ...] = (IngestError,)
+    if check_engine(engine) == "ray":  # the model stack loads only for the Ray engine
+        from coinlens.identify.distributed import RayUnavailable
+
+        usage_errors = (IngestError, RayUnavailable)
     if status not in (None, "catalogued", "backlog"):
         fail(f"--status {status!r} must be catalogued or backlog", 2)
     if manifest is None and path.lower().endswith(".csv") and Path(path).is_file():
         manifest = Path(path)
     with open_home(home) as opened:
         try:
-            report = run_ingest(opened, path, manifest=manifest, status=status, batch=batch)
-        except IngestError as exc:
+            report = run_ingest(
+                opened,
+                path,
+                manifest=manifest,
+                status=status,
+                batch=batch,
+                engine=engine,
+                address=address,
+            )
+        except usage_errors as exc:
             fail(str(exc), 2)
         except (StoreError, CatalogError) as exc:
             fail(str(exc), 1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -39,6 +39,36 @@ HomeOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="local, or ray (localisation and embedding on a Ray cluster: pip install .[ray]).",
+    ),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address", help="Ray cluster address (ray://host:10001) [default: start a local Ray]."
+    ),
+]
+
+
+def check_engine(engine: str) -> str:
+    if engine not in ("local", "ray"):
+        fail(f"--engine {engine!r}: use local or ray", 2)
+    return engine
+
+
+def ray_preparation(opened: Home, engine: str, address: str | None) -> Any:
+    """The Ray engine's photo preparation for ``ingest_items``, or None for the local one."""
+    if engine != "ray":
+        return None
+    from coinlens.identify.distributed import RayPreparation
+
+    return RayPreparation(opened.settings, opened.catalog, address=address)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

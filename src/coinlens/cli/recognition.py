@@ -11,7 +11,19 @@ import typer
 from rich.table import Table
 
 from coinlens.catalog import Home
-from coinlens.cli.common import HomeOption, app, err, fail, open_home, out, stage_progress
+from coinlens.cli.common import (
+    AddressOption,
+    EngineOption,
+    HomeOption,
+    app,
+    check_engine,
+    err,
+    fail,
+    open_home,
+    out,
+    ray_preparation,
+    stage_progress,
+)
 from coinlens.ingest import IngestError
 from coinlens.model.backbones import BACKBONES, DEFAULT_BACKBONE
 from coinlens.storage import StoreError, atomic_write
@@ -34,9 +46,22 @@ def _check_device(device: str) -> str:
     return device
 
 
-def run_train(home: Home, config: TrainConfig) -> dict[str, Any]:
-    """Train with progress bars; returns the new version's summary."""
+def run_train(
+    home: Home, config: TrainConfig, *, engine: str = "local", address: str | None = None
+) -> dict[str, Any]:
+    """Train with progress bars; returns the new version's summary. ``engine="ray"`` embeds
+    the references with the new model on Ray (training itself stays on this machine)."""
     from coinlens.identify.training import TrainProgress, train_model
+
+    embed_for: Any = None
+    if engine == "ray":
+        from coinlens.identify.distributed import RayEmbedding, start_ray
+
+        start_ray(address)  # fail before training, not after
+
+        def embed_for(embedder: Any) -> RayEmbedding:
+            spec = {"backbone": config.backbone, "checkpoint": embedder.checkpoint()}
+            return RayEmbedding(home.settings, spec, address=address)
 
     progress = stage_progress()
     tasks: dict[str, Any] = {}
@@ -48,7 +73,9 @@ def run_train(home: Home, config: TrainConfig) -> dict[str, Any]:
         progress.update(tasks["current"], advance=count, note=note)
 
     with progress:
-        version = train_model(home, config, progress=TrainProgress(on_stage, on_advance))
+        version = train_model(
+            home, config, progress=TrainProgress(on_stage, on_advance), embed_for=embed_for
+        )
     metrics = version.metrics or {}
     validation = metrics.get("validation", {})
     calibration = metrics.get("calibration", {})
@@ -86,17 +113,21 @@ def train(
         str, typer.Option("--backbone", help=f"One of: {', '.join(BACKBONES)}.")
     ] = DEFAULT_BACKBONE,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    engine: EngineOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """Fine-tune the embedding on the catalogued coins and calibrate it on held-out ones."""
+    from coinlens.identify.distributed import RayUnavailable
     from coinlens.identify.training import TrainingError
     from coinlens.model.network import BackboneUnavailable
     from coinlens.model.train import TrainConfig
 
+    check_engine(engine)
     config = TrainConfig(epochs=epochs, device=_check_device(device), backbone=backbone)
     with open_home(home) as opened:
         try:
-            summary = run_train(opened, config)
-        except (TrainingError, BackboneUnavailable) as exc:
+            summary = run_train(opened, config, engine=engine, address=address)
+        except (TrainingError, BackboneUnavailable, RayUnavailable) as exc:
             fail(str(exc), 2)
         except StoreError as exc:
             fail(str(exc))
@@ -138,6 +169,15 @@ def run_identify(
         fail(f"{path}: no images found", 2)
     for problem in scan.problems:
         err.print(f"coinlens: error: {problem}", markup=False)
+    embed_for: Any = None
+    if engine == "ray":
+        from coinlens.identify.distributed import RayEmbedding
+
+        def embed_for(model: Any) -> RayEmbedding:
+            spec = {"backbone": model.version.backbone, "artefacts": model.version.artefacts}
+            return RayEmbedding(home.settings, spec, address=address)
+
+    preparation = ray_preparation(home, engine, address)
     progress = stage_progress()
     with progress:
         task = progress.add_task("ingest", total=len(scan.items), note="")
@@ -148,6 +188,7 @@ def run_identify(
             home.settings,
             target=target,
             on_outcome=lambda outcome: progress.update(task, advance=1),
+            preparation=preparation,
         )
         for problem in report.problems[len(scan.problems) :]:
             progress.console.print(f"coinlens: error: {problem}", markup=False)
@@ -156,16 +197,15 @@ def run_identify(
             model, matcher = Identifier(home).ready(
                 on_start=lambda n: progress.update(index_task, total=n),
                 on_batch=lambda n: progress.update(index_task, advance=n),
+                embed_for=embed_for,
             )
         except NoReferences as exc:
             fail(str(exc), 2)
         extra: dict[str, Any] = {}
-        if engine == "ray":
-            from coinlens.identify.distributed import RAY_CHUNK, RayEmbedding
+        if embed_for is not None:
+            from coinlens.identify.distributed import RAY_CHUNK
 
-            spec = {"backbone": model.version.backbone, "artefacts": model.version.artefacts}
-            embed = RayEmbedding(home.settings, spec, address=address)
-            extra = {"embed": embed, "chunk_size": RAY_CHUNK}
+            extra = {"embed": embed_for(model), "chunk_size": RAY_CHUNK}
         specimen_ids = specimens_for_items(home, scan.items)
         match_task = progress.add_task("identify", total=len(specimen_ids), note="")
 
@@ -217,21 +257,15 @@ def identify(
         Path | None,
         typer.Option("--out", help="Write results as JSONL (.jsonl) or CSV (.csv)."),
     ] = None,
-    engine: Annotated[
-        str, typer.Option(help="local, or ray (embedding on a Ray cluster: pip install .[ray]).")
-    ] = "local",
-    address: Annotated[
-        str | None,
-        typer.Option(help="Ray cluster address (ray://host:10001) [default: start a local Ray]."),
-    ] = None,
+    engine: EngineOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """Suggest types for every coin in the photos, with confidence, evidence and a decision."""
     from coinlens.identify.distributed import RayUnavailable
 
     if out_file is not None and out_file.suffix.lower() not in (".jsonl", ".json", ".csv"):
         fail(f"--out {out_file}: use a .jsonl or .csv file name", 2)
-    if engine not in ("local", "ray"):
-        fail(f"--engine {engine!r}: use local or ray", 2)
+    check_engine(engine)
     with open_home(home) as opened:
         try:
             summary = run_identify(

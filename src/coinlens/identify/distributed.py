@@ -1,23 +1,39 @@
-"""Embedding on a Ray cluster: Ray Data ``map_batches`` over stored crops with an actor pool.
+"""The Ray engine: localisation and embedding as Ray Data ``map_batches`` over actor pools.
 
-Each actor opens the object store and loads the model version once, then embeds batches of crops
-(GPU when the cluster gives it one, else ONNX Runtime on the CPU, exactly as the local engine).
-The driver keeps everything else (matching, calibration, catalogue writes) in the same code as
-the local engine, so both engines give the same suggestions. ``ray`` is an optional extra:
-``pip install 'coinlens[ray]'``.
+- ``RayPreparation`` reads, hashes, decodes and localises photos and stores their crops
+  (``coinlens.ingest.prepare_photo`` in each actor, which opens the object store once).
+- ``RayEmbedding`` embeds stored crops: each actor loads the model once (a GPU per actor when the
+  cluster has them, else ONNX Runtime on the CPU, exactly as the local engine).
+
+The driver keeps everything else (catalogue transactions, matching, calibration) in the same code
+as the local engine, so both engines give the same catalogue and the same suggestions. Workers
+read photos and write crops through the object store, so on a cluster of several machines the
+store is a bucket (``s3://``) and photos come from a bucket or a shared file system. ``ray`` is an
+optional extra: ``pip install 'coinlens[ray]'``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+import pickle
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from coinlens.catalog import Catalog
 from coinlens.config import Settings
 from coinlens.identify.engine import PRETRAINED_INPUT_SIZE, CropRef, embed_loaded, load_crops
+from coinlens.ingest import IngestItem, Outcome
+from coinlens.ingest.runner import (
+    AlreadyThere,
+    KnownPhotos,
+    Prepared,
+    prepare_photo,
+    recorded_photos,
+)
 from coinlens.model.embedder import Embedder
 from coinlens.storage import open_store
 from coinlens.vision.cues import CUE_NAMES
@@ -29,6 +45,21 @@ class RayUnavailable(RuntimeError):
     """Ray is not installed or the cluster cannot be reached."""
 
 
+class PhotoPreparer:
+    """A Ray Data actor: one store connection, many photos read, localised and stored."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = open_store(settings.store_url, settings)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = []
+        for item_bytes, known_bytes in zip(batch["item"], batch["known"], strict=True):
+            item, known = pickle.loads(item_bytes), pickle.loads(known_bytes)
+            results.append(pickle.dumps(prepare_photo(item, self.store, self.settings, known)))
+        return {"index": batch["index"], "result": np.array(results, dtype=object)}
+
+
 class CropEmbedder:
     """A Ray Data actor: one store connection and one model load, many batches."""
 
@@ -37,7 +68,9 @@ class CropEmbedder:
 
         self.store = open_store(settings.store_url, settings)
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        if model_spec.get("artefacts"):
+        if model_spec.get("checkpoint"):  # a model still being trained, not stored yet
+            self.embedder = Embedder.from_checkpoint(*model_spec["checkpoint"], device=device)
+        elif model_spec.get("artefacts"):
             self.embedder = Embedder.load(self.store, model_spec["artefacts"], device=device)
         else:
             self.embedder = Embedder.pretrained(
@@ -84,6 +117,72 @@ def start_ray(address: str | None) -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
+def _actor_count(actors: int | None) -> tuple[int, int]:
+    """(actors, GPUs per actor) for this cluster: one actor per GPU, else one per CPU."""
+    import ray
+
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    return actors or max(1, gpus or cpus), 1 if gpus else 0
+
+
+def _portable(item: IngestItem) -> IngestItem:
+    """The item as a worker needs it: a file by its absolute path (workers have their own
+    working folder); what gets recorded is still the driver's own item."""
+    return item if item.fetch is not None else replace(item, path=item.path.resolve())
+
+
+class RayPreparation:
+    """``ingest_items(preparation=…)`` on Ray: photos prepared by an actor pool, handed back as
+    they finish, ``RAY_CHUNK`` photos per Ray Data run (bounded memory on the driver)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        *,
+        address: str | None = None,
+        actors: int | None = None,
+        batch_size: int = 4,
+    ) -> None:
+        start_ray(address)
+        self.settings = settings
+        self.catalog = catalog
+        self.actors = _actor_count(actors)[0]
+        self.batch_size = batch_size
+
+    def __call__(
+        self, items: Sequence[IngestItem], already_there: AlreadyThere
+    ) -> Iterator[tuple[IngestItem, Prepared | Outcome]]:
+        import ray
+
+        for start in range(0, len(items), RAY_CHUNK):
+            chunk = items[start : start + RAY_CHUNK]
+            recorded = recorded_photos(self.catalog, chunk)  # the driver asks the catalogue
+            rows = [
+                {
+                    "index": number,
+                    "item": pickle.dumps(_portable(item)),
+                    "known": pickle.dumps(
+                        KnownPhotos({item.accession: recorded.get(item.accession, set())})
+                    ),
+                }
+                for number, item in enumerate(chunk)
+            ]
+            dataset = ray.data.from_items(rows).map_batches(
+                PhotoPreparer,
+                fn_constructor_args=(self.settings,),
+                batch_size=self.batch_size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(
+                    size=min(self.actors, max(1, len(chunk) // self.batch_size))
+                ),
+            )
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                for number, result in zip(batch["index"], batch["result"], strict=True):
+                    yield chunk[int(number)], pickle.loads(result)
+
+
 class RayEmbedding:
     """``embed(refs) -> (vectors, cues)`` for ``identify_specimens``, run on Ray."""
 
@@ -97,14 +196,9 @@ class RayEmbedding:
         batch_size: int = 64,
     ) -> None:
         start_ray(address)
-        import ray
-
         self.settings = settings
         self.model_spec = model_spec
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        self.actors = actors or max(1, gpus or cpus)
-        self.gpus_per_actor = 1 if gpus else 0
+        self.actors, self.gpus_per_actor = _actor_count(actors)
         self.batch_size = batch_size
 
     def __call__(self, refs: Sequence[CropRef]) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +215,9 @@ class RayEmbedding:
             fn_constructor_args=(self.settings, self.model_spec),
             batch_size=self.batch_size,
             batch_format="numpy",
-            concurrency=min(self.actors, max(1, len(refs) // self.batch_size + 1)),
+            compute=ray.data.ActorPoolStrategy(
+                size=min(self.actors, max(1, len(refs) // self.batch_size + 1))
+            ),
             num_gpus=self.gpus_per_actor,
         )
         vectors: dict[int, np.ndarray] = {}

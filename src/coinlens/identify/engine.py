@@ -101,6 +101,10 @@ def embed_loaded(
     return vectors, crop_cues(arrays, [r.framed for r in refs])
 
 
+EmbedCrops = Callable[[Sequence[CropRef]], tuple[np.ndarray, np.ndarray]]
+"""Stored crops -> (vectors, cues): the local model by default, or the Ray engine's actors."""
+
+
 def embed_refs(
     home: Home,
     embedder: Embedder,
@@ -108,12 +112,19 @@ def embed_refs(
     *,
     on_batch: Callable[[int], None] | None = None,
     batch: int = 128,
+    embed: EmbedCrops | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings and cues of stored crops, a batch at a time (bounded memory)."""
+    """Embeddings and cues of stored crops, a batch at a time (bounded memory); ``embed``
+    replaces this process's model (the Ray engine), in larger batches."""
+
+    def here(chunk: Sequence[CropRef]) -> tuple[np.ndarray, np.ndarray]:
+        return embed_loaded(embedder, load_crops(home.store, chunk, embedder.input_size), chunk)
+
+    run, step = (here, batch) if embed is None else (embed, max(batch, 1024))
     vectors, cues = [], []
-    for start in range(0, len(refs), batch):
-        chunk = refs[start : start + batch]
-        embedded = embed_loaded(embedder, load_crops(home.store, chunk, embedder.input_size), chunk)
+    for start in range(0, len(refs), step):
+        chunk = refs[start : start + step]
+        embedded = run(chunk)
         vectors.append(embedded[0])
         cues.append(embedded[1])
         if on_batch:
@@ -194,8 +205,10 @@ def sync_index(
     *,
     on_start: Callable[[int], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    embed: EmbedCrops | None = None,
 ) -> ReferenceIndex:
-    """Load the model's reference index and bring it in step with the catalogue (then save)."""
+    """Load the model's reference index and bring it in step with the catalogue (then save);
+    ``embed`` embeds the missing references elsewhere (the Ray engine)."""
     index = ReferenceIndex.load(
         home.store,
         model.index_key,
@@ -214,7 +227,8 @@ def sync_index(
     if on_start:
         on_start(len(missing))
     if missing:
-        add_refs(index, missing, embed_refs(home, model.embedder, missing, on_batch=on_batch))
+        embedded = embed_refs(home, model.embedder, missing, on_batch=on_batch, embed=embed)
+        add_refs(index, missing, embedded)
     uncued = [ref for ref in refs if ref.image_id not in index.cues_of]  # saved before cues
     for start in range(0, len(uncued), 256):
         chunk = uncued[start : start + 256]

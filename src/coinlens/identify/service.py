@@ -20,6 +20,7 @@ from sqlalchemy import select
 from coinlens.catalog import Home, Image, ModelVersion, Specimen
 from coinlens.identify.engine import (
     CurrentModel,
+    EmbedCrops,
     Matcher,
     add_refs,
     crop_refs,
@@ -96,8 +97,10 @@ class Identifier:
         *,
         on_start: Callable[[int], None] | None = None,
         on_batch: Callable[[int], None] | None = None,
+        embed_for: Callable[[CurrentModel], EmbedCrops] | None = None,
     ) -> tuple[CurrentModel, Matcher]:
-        """Load (or reload, after a training) the model and bring its index in step."""
+        """Load (or reload, after a training) the model and bring its index in step;
+        ``embed_for(model)`` gives the engine that embeds missing references (default: here)."""
         from coinlens.identify.training import calibrate_pretrained
 
         with self._lock:
@@ -106,7 +109,10 @@ class Identifier:
             stale = loaded is None or (newest is not None and loaded.version.id != newest)
             if stale or self._matcher is None:
                 model = current_model(self.home, device=self.device)
-                index = sync_index(self.home, model, on_start=on_start, on_batch=on_batch)
+                embed = embed_for(model) if embed_for else None
+                index = sync_index(
+                    self.home, model, on_start=on_start, on_batch=on_batch, embed=embed
+                )
                 if len(index) == 0:
                     raise NoReferences(
                         "no catalogued coins to compare with: ingest a labelled collection first"

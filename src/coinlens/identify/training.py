@@ -19,6 +19,7 @@ from coinlens.catalog import Home, ModelVersion
 from coinlens.identify.engine import (
     CropRef,
     CurrentModel,
+    EmbedCrops,
     Matcher,
     add_refs,
     catalogued_crops,
@@ -216,8 +217,12 @@ def train_model(
     heldout_fraction: float = 0.15,
     target_precision: float = 0.98,
     progress: TrainProgress | None = None,
+    embed_for: Callable[[Embedder], EmbedCrops] | None = None,
 ) -> ModelVersion:
-    """Train, calibrate and save a new model version with its reference index."""
+    """Train, calibrate and save a new model version with its reference index.
+
+    ``embed_for(embedder)`` gives the engine that embeds the references with the new model
+    (default: this process; the Ray engine spreads it over a cluster)."""
     progress = progress or TrainProgress()
     refs = catalogued_crops(home)
     types = sorted({r.type_id for r in refs})
@@ -257,8 +262,9 @@ def train_model(
     if progress.on_stage:
         progress.on_stage("embed references", len(refs))
     advance = (lambda n: progress.on_advance(n, "")) if progress.on_advance else None
-    train_embedded = embed_refs(home, embedder, train, on_batch=advance)
-    heldout_embedded = embed_refs(home, embedder, heldout, on_batch=advance)
+    embed = embed_for(embedder) if embed_for else None
+    train_embedded = embed_refs(home, embedder, train, on_batch=advance, embed=embed)
+    heldout_embedded = embed_refs(home, embedder, heldout, on_batch=advance, embed=embed)
     train_index = build_index(train, train_embedded)
     if heldout:
         calibration, validation = calibrate(

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -54,7 +55,9 @@ class _Part:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
+    """A photo read, checked, localised and stored, ready for its database transaction."""
+
     sha256: str
     key: str
     width: int
@@ -158,14 +161,20 @@ def _already_there(catalog: Catalog, item: IngestItem, digest: str) -> bool:
     return any(a == item.accession or a.startswith(f"{item.accession}#") for a in accessions)
 
 
-def _prepare(
-    item: IngestItem, catalog: Catalog, store: ObjectStore, settings: Settings
-) -> _Prepared | Outcome:
-    """Everything before the database write: read, hash, decode, find the coins, store."""
+def prepare_photo(
+    item: IngestItem,
+    store: ObjectStore,
+    settings: Settings,
+    already_there: Callable[[IngestItem, str], bool] | None = None,
+) -> Prepared | Outcome:
+    """Everything before the database write: read, hash, decode, find the coins, store.
+
+    Needs no catalogue (``already_there(item, sha256)`` may skip photos recorded before), so it
+    runs as well in a Ray worker as in ingest's thread pool."""
     try:
         data = _read(item, settings.max_file_bytes)
         digest = sha256_hex(data)
-        if _already_there(catalog, item, digest):
+        if already_there is not None and already_there(item, digest):
             return Outcome(item, "already_present")
         loaded = load_image(data, max_pixels=settings.max_image_pixels)
         layout = locate_coins(loaded.rgb)
@@ -187,7 +196,41 @@ def _prepare(
         return Outcome(item, "failed", str(exc))
     except StoreError as exc:
         return Outcome(item, "failed", f"cannot store: {exc}")
-    return _Prepared(digest, key, loaded.width, loaded.height, loaded.format, parts)
+    return Prepared(digest, key, loaded.width, loaded.height, loaded.format, parts)
+
+
+def recorded_photos(catalog: Catalog, items: Sequence[IngestItem]) -> dict[str, set[str]]:
+    """sha256 of the photos already recorded for each item's accession (or its tray coins')."""
+    recorded: dict[str, set[str]] = {}
+    accessions = sorted({item.accession for item in items})
+    with catalog.reader() as session:
+        for start in range(0, len(accessions), 200):
+            chunk = accessions[start : start + 200]
+            rows = session.execute(
+                select(Specimen.accession, Image.sha256)
+                .join(Image, Image.specimen_id == Specimen.id)
+                .where(
+                    or_(
+                        Specimen.accession.in_(chunk),
+                        *[Specimen.accession.startswith(f"{a}#", autoescape=True) for a in chunk],
+                    )
+                )
+            ).all()
+            for accession, digest in rows:
+                recorded.setdefault(accession.split("#")[0], set()).add(digest)
+    return recorded
+
+
+@dataclass(frozen=True)
+class KnownPhotos:
+    """``already_there`` from a snapshot of ``recorded_photos``: picklable, no catalogue needed
+    (for workers on other machines). A photo recorded since is caught by the image's unique key
+    when its row is written."""
+
+    recorded: dict[str, set[str]]
+
+    def __call__(self, item: IngestItem, digest: str) -> bool:
+        return digest in self.recorded.get(item.accession, ())
 
 
 def _notes_json(notes: dict[str, Any]) -> str | None:
@@ -256,7 +299,7 @@ def _merge_specimen(
 
 
 def _record(
-    catalog: Catalog, item: IngestItem, prepared: _Prepared, report: IngestReport
+    catalog: Catalog, item: IngestItem, prepared: Prepared, report: IngestReport
 ) -> Outcome:
     """One transaction for the whole photo: types, specimens, images. All of it or none."""
     for attempt in range(2):
@@ -351,6 +394,39 @@ def _update_job(catalog: Catalog, job_id: int, report: IngestReport, state: str 
             job.message = json.dumps(report.as_dict())
 
 
+AlreadyThere = Callable[[IngestItem, str], bool]
+Preparation = Callable[
+    [Sequence[IngestItem], AlreadyThere], Iterator[tuple[IngestItem, "Prepared | Outcome"]]
+]
+
+
+def threaded_preparation(store: ObjectStore, settings: Settings) -> Preparation:
+    """Photos prepared in ``settings.ingest_workers`` threads (decoding and OpenCV free the GIL),
+    handed back in order with a bounded look-ahead."""
+
+    def run(
+        items: Sequence[IngestItem], already_there: AlreadyThere
+    ) -> Iterator[tuple[IngestItem, Prepared | Outcome]]:
+        workers = max(1, settings.ingest_workers)
+        pending: deque[tuple[IngestItem, Future]] = deque()
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
+            try:
+                for item in items:
+                    future = pool.submit(prepare_photo, item, store, settings, already_there)
+                    pending.append((item, future))
+                    while len(pending) > workers * 4:
+                        done_item, done = pending.popleft()
+                        yield done_item, done.result()
+                while pending:
+                    done_item, done = pending.popleft()
+                    yield done_item, done.result()
+            except BaseException:  # interrupted, or the caller stopped early: drop the rest
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+
+    return run
+
+
 def ingest_items(
     items: Sequence[IngestItem],
     catalog: Catalog,
@@ -361,11 +437,14 @@ def ingest_items(
     problems: Iterable[Problem] = (),
     ignored: int = 0,
     on_outcome: Callable[[Outcome], None] | None = None,
+    preparation: Preparation | None = None,
 ) -> IngestReport:
     """Ingest ``items``; return the report. Safe to re-run: what is already there is skipped.
 
     ``problems`` are the source's own (bad manifest rows); they are counted, not retried.
     ``on_outcome`` is called on the calling thread after each item (progress bars, messages).
+    ``preparation`` reads and localises the photos (default: a thread pool here; the Ray engine
+    passes its own); the database writes stay on the calling thread either way.
     """
     report = IngestReport(found=len(items), ignored_files=ignored)
     report.problems.extend(problems)
@@ -391,20 +470,14 @@ def ingest_items(
             _update_job(catalog, report.job_id, report, None)
             last_update = time.monotonic()
 
-    workers = max(1, settings.ingest_workers)
-    pending: deque[tuple[IngestItem, Future]] = deque()
+    prepare = preparation or threaded_preparation(store, settings)
+    stream = prepare(items, lambda item, digest: _already_there(catalog, item, digest))
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
-            try:
-                for item in items:
-                    pending.append((item, pool.submit(_prepare, item, catalog, store, settings)))
-                    while len(pending) > workers * 4:
-                        _drain_one(pending, catalog, report, finish)
-                while pending:
-                    _drain_one(pending, catalog, report, finish)
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        with closing(stream):
+            for item, result in stream:
+                if isinstance(result, Prepared):
+                    result = _record(catalog, item, result, report)
+                finish(result)
         state = "done"
     except KeyboardInterrupt:
         report.interrupted = True
@@ -414,14 +487,3 @@ def ingest_items(
         report.seconds = time.perf_counter() - started
         _update_job(catalog, report.job_id, report, state)
     return report
-
-
-def _drain_one(
-    pending: deque[tuple[IngestItem, Future]],
-    catalog: Catalog,
-    report: IngestReport,
-    finish: Callable[[Outcome], None],
-) -> None:
-    item, future = pending.popleft()
-    result = future.result()
-    finish(result if isinstance(result, Outcome) else _record(catalog, item, result, report))

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 from coinlens.catalog import SIDES, SPECIMEN_MEASURES, TYPE_DESCRIPTORS
 from coinlens.config import Settings
-from coinlens.storage import StoreError, open_store
+from coinlens.storage import ObjectStore, StoreError, open_store
 
 IMAGE_SUFFIXES = {
     ".jpg",
@@ -160,6 +160,31 @@ def is_bucket_url(text: str) -> bool:
     return text.startswith("s3://")
 
 
+@dataclass(frozen=True)
+class BucketObject:
+    """Reads one object of a bucket: a picklable ``IngestItem.fetch``, so that photos listed on
+    the driver can be read by Ray workers (each process opens the bucket once)."""
+
+    url: str
+    key: str
+    settings: Settings
+
+    def __call__(self) -> bytes:
+        return _bucket(self.url, self.settings).get(self.key)
+
+
+_BUCKETS: dict[tuple[str, ...], ObjectStore] = {}
+
+
+def _bucket(url: str, settings: Settings) -> ObjectStore:
+    """The bucket at ``url`` with these settings' endpoint and credentials, opened once."""
+    where = (settings.s3_endpoint_url, settings.s3_region, settings.s3_access_key_id)
+    key = (url, *map(str, where))
+    if key not in _BUCKETS:
+        _BUCKETS[key] = open_store(url, settings)
+    return _BUCKETS[key]
+
+
 def scan_bucket(
     url: str,
     settings: Settings,
@@ -176,8 +201,7 @@ def scan_bucket(
     prefix = parsed.path.strip("/")
     root_name = PurePosixPath(prefix).name or parsed.netloc
     try:
-        store = open_store(url, settings)
-        keys = sorted(store.list())
+        keys = sorted(_bucket(url, settings).list())
     except StoreError as exc:
         raise IngestError(str(exc)) from None
     items: list[IngestItem] = []
@@ -195,7 +219,7 @@ def scan_bucket(
             origin=object_url,
             accession="",
             source=object_url,
-            fetch=lambda key=key: store.get(key),
+            fetch=BucketObject(url, key, settings),
         )
         items.append(_labelled_item(item, root_name, relative, status, batch))
     if not items and not ignored:

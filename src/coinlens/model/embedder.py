@@ -127,22 +127,31 @@ class Embedder:
 
     # -- checkpoints ---------------------------------------------------------------------------
 
-    def save(self, store: ObjectStore, prefix: str) -> dict[str, str]:
-        """Write weights and config under ``prefix``; returns the keys (ModelVersion.artefacts)."""
+    def checkpoint(self) -> tuple[bytes, dict[str, Any]]:
+        """(weights, config): what rebuilds this embedder elsewhere (``from_checkpoint``)."""
         buffer = io.BytesIO()
         torch.save(self.model.state_dict(), buffer)
+        return buffer.getvalue(), self.config
+
+    @classmethod
+    def from_checkpoint(
+        cls, weights: bytes, config: dict[str, Any], device: str = "cpu"
+    ) -> Embedder:
+        model = CoinNet(config["backbone"], config["dim"], pretrained=False)
+        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        model.eval().to(device)
+        return cls(model, config["input_size"], device=device, config=config)
+
+    def save(self, store: ObjectStore, prefix: str) -> dict[str, str]:
+        """Write weights and config under ``prefix``; returns the keys (ModelVersion.artefacts)."""
+        weights, config = self.checkpoint()
         keys = {"weights": f"{prefix}/model.pt", "config": f"{prefix}/config.json"}
-        store.put(keys["weights"], buffer.getvalue())
-        store.put(keys["config"], json.dumps(self.config, indent=2).encode())
+        store.put(keys["weights"], weights)
+        store.put(keys["config"], json.dumps(config, indent=2).encode())
         return keys
 
     @classmethod
     def load(cls, store: ObjectStore, artefacts: dict[str, str], device: str = "cpu") -> Embedder:
         config = json.loads(store.get(artefacts["config"]))
-        model = CoinNet(config["backbone"], config["dim"], pretrained=False)
-        state = torch.load(
-            io.BytesIO(store.get(artefacts["weights"])), map_location="cpu", weights_only=True
-        )
-        model.load_state_dict(state)
-        model.eval().to(device)
-        return cls(model, config["input_size"], device=device, config=config)
+        return cls.from_checkpoint(store.get(artefacts["weights"]), config, device)
