@@ -17,7 +17,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from coinlens.index import ReferenceIndex
+from coinlens.index import DEFAULT_SHARD, ReferenceIndex
 from coinlens.storage import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +80,7 @@ def run(n: int, queries: int, rng: np.random.Generator) -> dict:
             [""] * (end - start),
         )
     result["hnsw_build_seconds"] = round(time.perf_counter() - started, 2)
-    inner = faiss.downcast_index(approximate._index.index)
+    inner = faiss.downcast_index(approximate._shards[DEFAULT_SHARD].index)
     result["hnsw_memory_mb"] = round(len(faiss.serialize_index(inner)) / 2**20, 1)
     for ef in (64, 128):
         inner.hnsw.efSearch = ef

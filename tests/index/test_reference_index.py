@@ -112,3 +112,69 @@ def test_physical_cues_travel_with_their_references(tmp_path: Path) -> None:
     assert len(reloaded) == 3 and reloaded.cues_of == {}
     reloaded.set_cues([0, 1, 2], cues[:3])
     assert len(reloaded.cue_table()[0]) == 3
+
+
+def test_shards_by_collection_search_merge_and_save_apart(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    dim, n = 32, 600
+    vectors = _unit(rng.normal(size=(n, dim)))
+    collections = [("RRC", "RPC I", "")[i % 3] for i in range(n)]
+    args = (np.arange(n), vectors, np.arange(n) % 7, np.arange(n), [f"s{i}" for i in range(n)])
+    sharded, single = ReferenceIndex(dim), ReferenceIndex(dim)
+    sharded.add(*args, shards=collections)
+    single.add(*args)
+    assert sharded.shards == ["", "RPC I", "RRC"]
+    queries = _unit(vectors[:50] + rng.normal(scale=0.3, size=(50, dim)))
+    merged, alone = sharded.search(queries, 10), single.search(queries, 10)
+    np.testing.assert_array_equal(merged[1], alone[1])  # the merge is the exact top 10
+    np.testing.assert_allclose(merged[0], alone[0], atol=1e-5)
+    _, only = sharded.search(queries, 10, shards=["RRC"])
+    assert {collections[i] for i in only.ravel()} == {"RRC"}
+
+    store = LocalStore(tmp_path)
+    sharded.save(store, "indexes/s.npz")
+    files = lambda: {k for k in store.list("indexes/") if ".shards/" in k}  # noqa: E731
+    first = files()
+    assert len(first) == 3
+    # A reference joins one collection: only that shard's file is written again.
+    extra = _unit(rng.normal(size=(1, dim)))
+    sharded.add(np.array([n]), extra, np.array([1]), np.array([n]), ["new"], shards=["RRC"])
+    sharded.save(store, "indexes/s.npz")
+    second = files()
+    assert len(second) == 3 and len(first & second) == 2
+    # A collection emptied loses its file; a moved reference follows its collection.
+    sharded.remove([i for i in range(n) if collections[i] == ""])
+    sharded.add(np.array([1]), vectors[1:2], np.array([1]), np.array([1]), ["s1"], shards=["RRC"])
+    sharded.save(store, "indexes/s.npz")
+    assert len(files()) == 2
+    again = ReferenceIndex.load(store, "indexes/s.npz", dim)
+    assert again.shards == ["RPC I", "RRC"] and again.shard_of[1] == "RRC"
+    assert again.type_of == sharded.type_of
+    np.testing.assert_array_equal(again.search(queries, 5)[1], sharded.search(queries, 5)[1])
+
+
+def test_an_index_saved_before_shards_still_loads(tmp_path: Path) -> None:
+    import io
+
+    import faiss
+
+    rng = np.random.default_rng(3)
+    vectors = _unit(rng.normal(size=(20, 8)))
+    flat = faiss.IndexIDMap2(faiss.IndexFlatIP(8))
+    flat.add_with_ids(vectors, np.arange(20, dtype=np.int64))
+    buffer = io.BytesIO()
+    np.savez(  # the one-file layout of earlier versions
+        buffer,
+        index=faiss.serialize_index(flat),
+        ids=np.arange(20),
+        types=np.arange(20) % 4,
+        specimens=np.arange(20),
+        shas=np.array([f"s{i}" for i in range(20)], dtype="U64"),
+        dim=np.array(8),
+    )
+    store = LocalStore(tmp_path)
+    store.put("indexes/old.npz", buffer.getvalue())
+    old = ReferenceIndex.load(store, "indexes/old.npz", 8)
+    assert len(old) == 20 and old.search(vectors[:3], 1)[1].ravel().tolist() == [0, 1, 2]
+    old.save(store, "indexes/old.npz")  # rewritten in the sharded layout
+    assert len(ReferenceIndex.load(store, "indexes/old.npz", 8)) == 20

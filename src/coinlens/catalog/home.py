@@ -25,6 +25,8 @@ SETTINGS_TEMPLATE = """\
 # session_hours = 12                   # how long a browser stays signed in
 # public_url = "http://127.0.0.1:8000" # where exports point image and record links
 # index_exact_limit = 250000           # more references than this: approximate (HNSW) search
+# index_shard_by = "series"            # one index shard per collection: series, authority, mint,
+#                                      # denomination or material of the type (default: one shard)
 """
 
 

@@ -23,6 +23,11 @@ class SettingsError(ValueError):
     """A setting has a value that cannot be used (names the source and the value)."""
 
 
+SHARD_BY = ("", "series", "authority", "mint", "denomination", "material")
+"""``index_shard_by``: what names a reference's collection (its index shard). ``series`` is the
+type reference without its number ("RRC 273/1" -> "RRC"); the others are type fields."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, with the defaults of a laptop install.
@@ -46,6 +51,7 @@ class Settings:
     session_hours: int = 12
     public_url: str = "http://127.0.0.1:8000"
     index_exact_limit: int = 250_000
+    index_shard_by: str = ""  # one index shard per collection: a type field, or "series"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -55,6 +61,11 @@ class Settings:
             object.__setattr__(self, "database_url", f"sqlite:///{home / 'coinlens.db'}")
         if not self.store_url:
             object.__setattr__(self, "store_url", (home / "store").as_uri())
+        if self.index_shard_by not in SHARD_BY:
+            raise SettingsError(
+                f"index_shard_by {self.index_shard_by!r}: use one of "
+                + ", ".join(repr(v) for v in SHARD_BY)
+            )
 
     @property
     def settings_file(self) -> Path:

@@ -9,14 +9,15 @@ without retraining.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from coinlens.catalog import Home, Image, ModelVersion, Specimen
+from coinlens.catalog import CoinType, Home, Image, ModelVersion, Specimen
 from coinlens.catalog import type_references as catalog_type_references
 from coinlens.identify.scoring import (
     Calibration,
@@ -29,7 +30,7 @@ from coinlens.identify.scoring import (
     softmax,
 )
 from coinlens.identify.verify import KeypointVerifier, decode_crop
-from coinlens.index import ReferenceIndex
+from coinlens.index import DEFAULT_SHARD, ReferenceIndex
 from coinlens.model.embedder import Embedder
 from coinlens.model.network import DEFAULT_BACKBONE
 from coinlens.model.transforms import crop_to_array
@@ -52,6 +53,7 @@ class CropRef:
     sha256: str
     type_id: int | None = None
     framed: bool = False  # cut as a fixed window around the coin: its size in the crop is a cue
+    collection: str = DEFAULT_SHARD  # the index shard its type belongs to (``index_shard_by``)
 
 
 def crop_refs(rows: Iterable[tuple[Image, Specimen]]) -> list[CropRef]:
@@ -73,6 +75,27 @@ def crop_refs(rows: Iterable[tuple[Image, Specimen]]) -> list[CropRef]:
     return refs
 
 
+def series_of(reference: str) -> str:
+    """A type reference without its number: "RRC 273/1" -> "RRC", "RPC I 1234" -> "RPC I"."""
+    match = re.match(r"^(.*?)[\s,.:-]*\d[^\s]*$", reference.strip())
+    return (match.group(1) if match else reference).strip()
+
+
+def with_collections(home: Home, refs: Sequence[CropRef]) -> list[CropRef]:
+    """``refs`` with the collection (index shard) of their type, by ``index_shard_by``."""
+    shard_by = home.settings.index_shard_by
+    if not shard_by:
+        return list(refs)
+    type_ids = {r.type_id for r in refs if r.type_id is not None}
+    with home.catalog.reader() as session:
+        types = session.scalars(select(CoinType).where(CoinType.id.in_(type_ids))).all()
+    names = {
+        t.id: series_of(t.reference) if shard_by == "series" else getattr(t, shard_by) or ""
+        for t in types
+    }
+    return [replace(r, collection=names.get(r.type_id, DEFAULT_SHARD)) for r in refs]
+
+
 def catalogued_crops(home: Home) -> list[CropRef]:
     """Every image of a catalogued specimen with a type: the references."""
     with home.catalog.reader() as session:
@@ -82,7 +105,8 @@ def catalogued_crops(home: Home) -> list[CropRef]:
             .where(Specimen.status == "catalogued", Specimen.type_id.is_not(None))
             .order_by(Image.id)
         ).all()
-        return crop_refs(rows)
+        refs = crop_refs(rows)
+    return with_collections(home, refs)
 
 
 def load_crops(store: ObjectStore, refs: Sequence[CropRef], size: int) -> np.ndarray:
@@ -146,6 +170,7 @@ def add_refs(
         np.array([r.specimen_id for r in refs]),
         [r.sha256 for r in refs],
         cues,
+        [r.collection for r in refs],
     )
 
 
@@ -220,7 +245,9 @@ def sync_index(
     stale = [
         image_id
         for image_id in index.ids
-        if image_id not in wanted or wanted[image_id].type_id != index.type_of[image_id]
+        if image_id not in wanted
+        or wanted[image_id].type_id != index.type_of[image_id]
+        or wanted[image_id].collection != index.shard_of[image_id]
     ]
     index.remove(stale)
     missing = [ref for ref in refs if ref.image_id not in index]

@@ -29,6 +29,7 @@ from coinlens.identify.engine import (
     store_verifier,
     sync_index,
     type_references,
+    with_collections,
 )
 from coinlens.identify.scoring import Suggestion
 from coinlens.identify.verify import decode_crop
@@ -154,7 +155,7 @@ class Identifier:
         with self._lock:
             model, matcher = self._model, self._matcher
             matcher.index.remove([r.image_id for r in refs if r.image_id in matcher.index])
-            joining = [r for r in refs if r.specimen_id in catalogued]
+            joining = with_collections(self.home, [r for r in refs if r.specimen_id in catalogued])
             if joining:
                 add_refs(matcher.index, joining, embed_refs(self.home, model.embedder, joining))
         return len(joining)
