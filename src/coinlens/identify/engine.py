@@ -159,7 +159,7 @@ def embed_refs(
 
 
 def add_refs(
-    index: ReferenceIndex, refs: Sequence[CropRef], embedded: tuple[np.ndarray, np.ndarray]
+    index: ReferenceIndex, refs: Sequence[CropRef], embedded: tuple[np.ndarray, np.ndarray | None]
 ) -> None:
     """Add catalogued crops (with their type, specimen, hash and cues) to ``index``."""
     vectors, cues = embedded
@@ -242,14 +242,22 @@ def sync_index(
     )
     refs = catalogued_crops(home)
     wanted = {ref.image_id: ref for ref in refs}
-    stale = [
-        image_id
-        for image_id in index.ids
-        if image_id not in wanted
-        or wanted[image_id].type_id != index.type_of[image_id]
-        or wanted[image_id].collection != index.shard_of[image_id]
-    ]
+    stale = [image_id for image_id in index.ids if image_id not in wanted]
     index.remove(stale)
+    # Re-typed by a curator, or in another collection now: the same crop, so the same vector.
+    refiled = [
+        wanted[i]
+        for i in index.ids
+        if (wanted[i].type_id, wanted[i].collection) != (index.type_of[i], index.shard_of[i])
+    ]
+    if refiled:
+        ids = [r.image_id for r in refiled]
+        cues = [index.cues_of.get(i) for i in ids]
+        vectors = index.vectors(ids)
+        add_refs(index, refiled, (vectors, None))
+        known = [(i, c) for i, c in zip(ids, cues, strict=True) if c is not None]
+        if known:
+            index.set_cues([i for i, _ in known], np.stack([c for _, c in known]))
     missing = [ref for ref in refs if ref.image_id not in index]
     if on_start:
         on_start(len(missing))
@@ -261,7 +269,7 @@ def sync_index(
         chunk = uncued[start : start + 256]
         arrays = load_crops(home.store, chunk, model.embedder.input_size)
         index.set_cues([r.image_id for r in chunk], crop_cues(arrays, [r.framed for r in chunk]))
-    if missing or stale or uncued:
+    if missing or stale or refiled or uncued:
         index.save(home.store, model.index_key)
     return index
 
