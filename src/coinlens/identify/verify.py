@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image as PILImage
 
-from coinlens.vision.keypoints import FEATURE_SIZE, Keypoints, inliers, keypoints
+from coinlens.vision.keypoints import FEATURE_SIZE, Keypoints, inliers_many, keypoints
 
 VERIFY_WEIGHT = 0.5
 MIN_INLIERS = 8  # below this, matches are chance
@@ -74,10 +74,9 @@ class KeypointVerifier:
         self.verified += 1
         query_points = keypoints(query)
         adjusted = similarities.astype(np.float32).copy()
-        for position in range(min(self.shortlist, len(image_ids))):
-            image_id = int(image_ids[position])
-            if image_id < 0:
-                continue
-            adjusted[position] += boost(inliers(query_points, self.reference(image_id)))
+        positions = [p for p in range(min(self.shortlist, len(image_ids))) if image_ids[p] >= 0]
+        references = [self.reference(int(image_ids[p])) for p in positions]
+        for position, count in zip(positions, inliers_many(query_points, references), strict=True):
+            adjusted[position] += boost(count)
         order = np.argsort(-adjusted, kind="stable")
         return adjusted[order], image_ids[order]

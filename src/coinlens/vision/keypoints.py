@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 FEATURE_SIZE = 320  # px, long side at which keypoints are found
 MAX_FEATURES = 600
@@ -50,19 +51,36 @@ def keypoints(crop: np.ndarray) -> Keypoints:
     return Keypoints(points, descriptors.astype(np.float32))
 
 
-_matcher = cv2.BFMatcher(cv2.NORM_L2)
+def _ratio_matches(
+    query: Keypoints, references: list[Keypoints], ratio: float
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Lowe's ratio-test matches of ``query`` against each reference, (query rows, reference
+    rows) per reference: the two nearest descriptors of every reference at once, from one batched
+    distance computation instead of a brute-force matcher call per pair (the verifier's cost)."""
+    width = max(len(r) for r in references)
+    stacked = np.zeros((len(references) * width, 128), np.float32)
+    norms = np.full(len(references) * width, np.inf, np.float32)  # padding is never nearest
+    for row, reference in enumerate(references):
+        start = row * width
+        stacked[start : start + len(reference)] = reference.descriptors
+        norms[start : start + len(reference)] = (reference.descriptors**2).sum(1)
+    with torch.inference_mode():
+        q = torch.from_numpy(query.descriptors)
+        # |q - r|^2 = |q|^2 + |r|^2 - 2 q.r; |q|^2 does not change which r is nearest
+        references_t = torch.from_numpy(stacked).T
+        partial = torch.addmm(torch.from_numpy(norms)[None], q, references_t, alpha=-2)
+        nearest, rows = partial.view(len(q), len(references), width).topk(2, dim=2, largest=False)
+        squared = nearest + (q * q).sum(1)[:, None, None]
+        distance = squared.clamp_min(0).sqrt()
+        good = (distance[..., 0] < ratio * distance[..., 1]).numpy()
+        best = rows[..., 0].numpy()
+    return [(np.flatnonzero(good[:, j]), best[good[:, j], j]) for j in range(len(references))]
 
 
-def inliers(a: Keypoints, b: Keypoints, ratio: float = 0.8) -> int:
-    """Matches between ``a`` and ``b`` consistent with one similarity transform."""
-    if len(a) < 4 or len(b) < 4:
+def _consistent(source: np.ndarray, target: np.ndarray) -> int:
+    """How many point pairs one similarity transform (RANSAC) explains."""
+    if len(source) < 4:
         return 0
-    pairs = _matcher.knnMatch(a.descriptors, b.descriptors, k=2)
-    good = [m for m, *rest in pairs if rest and m.distance < ratio * rest[0].distance]
-    if len(good) < 4:
-        return 0
-    source = a.points[[m.queryIdx for m in good]]
-    target = b.points[[m.trainIdx for m in good]]
     _, mask = cv2.estimateAffinePartial2D(
         source,
         target,
@@ -72,3 +90,20 @@ def inliers(a: Keypoints, b: Keypoints, ratio: float = 0.8) -> int:
         confidence=0.98,
     )
     return int(mask.sum()) if mask is not None else 0
+
+
+def inliers_many(query: Keypoints, references: list[Keypoints], ratio: float = 0.8) -> list[int]:
+    """For each reference, the matches with ``query`` consistent with one similarity transform."""
+    counts = [0] * len(references)
+    usable = [j for j, r in enumerate(references) if len(r) >= 4]
+    if len(query) < 4 or not usable:
+        return counts
+    matched = _ratio_matches(query, [references[j] for j in usable], ratio)
+    for j, (query_rows, reference_rows) in zip(usable, matched, strict=True):
+        counts[j] = _consistent(query.points[query_rows], references[j].points[reference_rows])
+    return counts
+
+
+def inliers(a: Keypoints, b: Keypoints, ratio: float = 0.8) -> int:
+    """Matches between ``a`` and ``b`` consistent with one similarity transform."""
+    return inliers_many(a, [b], ratio)[0]
