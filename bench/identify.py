@@ -3,8 +3,9 @@
 Runs, in one process on the same images:
 - the PyTorch baseline of the recognition issue: untuned EfficientNet-Lite0 at 224 px, batch 32,
   eager PyTorch, one orientation (the 27-31 images/s reference);
-- coinlens: decode, localise and crop, embed at 128 px with four rotations in ONNX Runtime, exact
-  search and scoring (keypoint verification where uncertain, and without it).
+- coinlens: decode, localise and crop, embed at the model's input size and rotations (trained
+  models: 160 px, 2 rotations) in ONNX Runtime, exact search and scoring (keypoint verification
+  where uncertain, and without it).
 
 Prints and writes JSON (``bench/results/identify.json``). Usage:
 ``python bench/identify.py [--home HOME] [--data DIR] [--limit N]`` (HOME: use its current model
@@ -55,7 +56,7 @@ def baseline_images_per_second(paths: list[Path]) -> float:
 def coinlens_images_per_second(
     paths: list[Path], model, matcher: Matcher, verify: bool
 ) -> tuple[float, int]:
-    """decode + localise + crop + embed (4 rotations, ONNX) + search + score + decide."""
+    """decode + localise + crop + embed (ONNX, the model's rotations) + search + score + decide."""
     started = time.perf_counter()
     verified = 0
     for start in range(0, len(paths), 64):

@@ -28,7 +28,7 @@ def _subset(source: Path, target: Path, per_type: int) -> Path:
 
 @pytest.fixture(scope="module", params=ENGINES)
 def trained(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
-    """A home with 12 references per type and a model trained for two epochs, on each catalogue
+    """A home with 12 references per type and a model trained for five epochs (10 steps), on each catalogue
     engine."""
     from typer.testing import CliRunner
 
@@ -45,7 +45,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
     env = {"COINLENS_DATABASE_URL": url or ""}  # not the database of the test that asked first
     result = runner.invoke(app, ["ingest", str(references), "--home", str(home)], env=env)
     assert result.exit_code == 0, result.stderr
-    result = runner.invoke(app, ["train", "--home", str(home), "--epochs", "2", "--json"], env=env)
+    result = runner.invoke(app, ["train", "--home", str(home), "--epochs", "5", "--json"], env=env)
     assert result.exit_code == 0, result.stderr
     return home, references, queries, json.loads(result.stdout)
 

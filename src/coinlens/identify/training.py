@@ -255,7 +255,13 @@ def train_model(
     embedder = Embedder(
         model.cpu(),
         config.input_size,
-        config={"backbone": config.backbone, "dim": config.dim, "input_size": config.input_size},
+        rotation_count=config.rotations,
+        config={
+            "backbone": config.backbone,
+            "dim": config.dim,
+            "input_size": config.input_size,
+            "rotations": config.rotations,
+        },
     )
     embedder.use_onnx()
 
