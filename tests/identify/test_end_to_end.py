@@ -28,8 +28,8 @@ def _subset(source: Path, target: Path, per_type: int) -> Path:
 
 @pytest.fixture(scope="module", params=ENGINES)
 def trained(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
-    """A home with 12 references per type and a model trained for five epochs (10 steps), on each catalogue
-    engine."""
+    """A home with 12 references per type and a model trained for five epochs (10 steps), on
+    each catalogue engine."""
     from typer.testing import CliRunner
 
     from coinlens.cli.app import app
