@@ -9,7 +9,7 @@ catalogue writes) for every combination asked for. PostgreSQL and S3 are the ser
 
 Prints and writes JSON (``bench/results/batch.json``). Usage:
 ``python bench/batch.py [--photos 10000] [--engines local,ray] [--postgres-url URL]
-[--s3-endpoint URL]``
+[--s3-endpoint URL] [--setups sqlite,postgresql]``
 """
 
 from __future__ import annotations
@@ -97,13 +97,19 @@ def main() -> None:
     parser.add_argument("--engines", default="local,ray")
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument("--s3-endpoint", default=None)
+    parser.add_argument(
+        "--setups", default="sqlite,postgresql", help="sqlite (+ folder), postgresql (+ S3)"
+    )
     args = parser.parse_args()
     runs, skipped = [], []
     with tempfile.TemporaryDirectory(prefix="coinlens-batch-") as folder:
         root = Path(folder)
         make_photos(root / "photos", args.photos)
-        setups = [(None, None)]
-        if args.postgres_url and args.s3_endpoint:
+        wanted = args.setups.split(",")
+        setups = [(None, None)] if "sqlite" in wanted else []
+        if "postgresql" not in wanted:
+            pass
+        elif args.postgres_url and args.s3_endpoint:
             setups.append((args.postgres_url, args.s3_endpoint))
         else:
             skipped.append("postgresql+s3: give --postgres-url and --s3-endpoint")
