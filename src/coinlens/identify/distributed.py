@@ -134,7 +134,10 @@ def _portable(item: IngestItem) -> IngestItem:
 
 class RayPreparation:
     """``ingest_items(preparation=…)`` on Ray: photos prepared by an actor pool, handed back as
-    they finish, ``RAY_CHUNK`` photos per Ray Data run (bounded memory on the driver)."""
+    they finish, ``RAY_CHUNK`` photos per Ray Data run (bounded memory on the driver).
+
+    Workers cannot ask the catalogue (``already_there`` needs it), so each photo travels with a
+    snapshot of what its accession already holds (``KnownPhotos``), taken per chunk."""
 
     def __init__(
         self,
