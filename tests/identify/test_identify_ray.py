@@ -31,6 +31,8 @@ pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[r
 def _identify(cli, home: Path, folder: Path, out: Path, *engine: str) -> list[dict]:
     result = cli("identify", folder, "--home", home, "--out", out, "--top-k", "3", *engine)
     assert result.exit_code == 0, result.stderr
+    if (folder / "tray" / "broken.jpg").exists():  # named in one line, the batch goes on
+        assert "broken.jpg" in result.stderr
     return sorted(map(json.loads, out.read_text().splitlines()), key=lambda r: r["accession"])
 
 
@@ -40,6 +42,7 @@ def test_ray_engine_gives_the_local_engines_suggestions(cli, reviewable_template
         shutil.copytree(SAMPLE / "backlog" / name, folder / name)
     (folder / "tray").mkdir()
     shutil.copy(SAMPLE / "trays" / "test_test_1.jpg", folder / "tray")  # one coin per specimen
+    (folder / "tray" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")  # one bad file
     local = _identify(
         cli, copy_home(reviewable_template, tmp_path / "a"), folder, tmp_path / "local.jsonl"
     )
