@@ -36,6 +36,7 @@ from coinlens.model.network import DEFAULT_BACKBONE
 from coinlens.model.transforms import crop_to_array
 from coinlens.storage import ObjectStore
 from coinlens.vision.cues import crop_cues
+from coinlens.vision.keypoints import Keypoints
 
 NEIGHBOURS = 100
 PRETRAINED_INPUT_SIZE = 128
@@ -348,7 +349,10 @@ class Matcher:
                     values = np.array(list(scored[0].values()))
                     if softmax(values, calibration.temperature).max() < self.verifier.confident:
                         sims, neighbour_ids = self.verifier.rescore(
-                            query_crop(row), sims, neighbour_ids
+                            query_crop(row),
+                            sims,
+                            neighbour_ids,
+                            extra=self._voted_for(vectors[row], exclude[g] if exclude else None),
                         )
                         scored = image_type_scores(
                             sims[: self.neighbours],
@@ -367,6 +371,31 @@ class Matcher:
             suggestions = rank(scores, evidence, calibration, top_k, plain)
             results.append((suggestions, decide(suggestions, calibration), scores))
         return results
+
+    def _voted_for(
+        self, vector: np.ndarray, excluded: tuple[set[int], set[str]] | None
+    ) -> Callable[[Keypoints, set[int]], list[tuple[int, float]]]:
+        """The verifier's descriptor-vote candidates for one query image, with their embedding
+        similarities, never the query's own specimen or copies (``excluded``)."""
+
+        def candidates(points: Keypoints, shortlisted: set[int]) -> list[tuple[int, float]]:
+            def allowed(image_id: int) -> bool:
+                if image_id in shortlisted:
+                    return False
+                if excluded is None:
+                    return True
+                return (
+                    self.index.specimen_of[image_id] not in excluded[0]
+                    and self.index.sha_of[image_id] not in excluded[1]
+                )
+
+            ids = self.verifier.voted(points, self.index, allowed) if self.verifier else []
+            if not ids:
+                return []
+            similarities = self.index.vectors(ids) @ vector
+            return list(zip(ids, similarities.tolist(), strict=True))
+
+        return candidates
 
 
 def store_verifier(home: Home) -> KeypointVerifier:

@@ -5,24 +5,41 @@ The global embedding's shortlist is re-scored: each candidate reference gains up
 scale and shift. This is how instance retrieval reaches its best precision; it matters most for
 types with few references and for the same coin photographed twice. It costs a few milliseconds
 per candidate, so it runs only where the embedding alone is not confident.
+
+The embedding's shortlist can miss the very coin a query shows (before training, or for coins
+rescanned at another size or crop: the cash-coin catalogue's case). In a small collection
+(``VOTE_LIMIT`` references or fewer) the verifier also lets the query's descriptors vote over
+all references' descriptors (a faiss search) and verifies the most voted references too, as
+classic instance retrieval does. Above the limit that search would cost more than the embedding
+saves, and the shortlist alone is verified.
 """
 
 from __future__ import annotations
 
 import io
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image as PILImage
 
 from coinlens.vision.keypoints import FEATURE_SIZE, Keypoints, inliers_many, keypoints
 
+if TYPE_CHECKING:
+    from coinlens.index import ReferenceIndex
+
 VERIFY_WEIGHT = 0.5
 MIN_INLIERS = 8  # below this, matches are chance
 FULL_INLIERS = 40  # at or above this, the full weight
 SHORTLIST = 30
 CONFIDENT = 0.98  # top-type probability above which verification is skipped
+VOTE_LIMIT = 1000  # references: up to this many, descriptors vote for candidates (see above)
+VOTE_DESCRIPTORS = 256  # strongest descriptors per image that vote (query) or are voted for
+VOTE_EXACT_BELOW = 20_000  # descriptors: a smaller pool is searched exactly
+VOTE_PROBES = 8  # inverted lists searched per descriptor in a larger pool
+VOTE_NEIGHBOURS = 4  # each query descriptor votes for the references of its nearest ones
+VOTE_CANDIDATES = 15  # most voted references verified beside the shortlist
 
 
 def decode_crop(data: bytes) -> np.ndarray:
@@ -38,6 +55,23 @@ def boost(count: int) -> float:
     )
 
 
+def _descriptor_pool(descriptors: np.ndarray) -> Any:
+    """A faiss index of SIFT descriptors: exact when small, else inverted lists over about
+    sqrt(N) k-means cells (a vote needs near neighbours, not exact ones: 30 ms, not a second)."""
+    import faiss
+
+    if len(descriptors) < VOTE_EXACT_BELOW:
+        pool = faiss.IndexFlatL2(128)
+    else:
+        cells = int(np.sqrt(len(descriptors)))
+        pool = faiss.index_factory(128, f"IVF{cells},Flat")
+        pool.cp.max_points_per_centroid = 64  # k-means on a sample: seconds, not a minute
+        pool.train(descriptors)
+        pool.nprobe = VOTE_PROBES
+    pool.add(descriptors)
+    return pool
+
+
 class KeypointVerifier:
     """Keypoints of references computed once (bounded cache), matched against each query."""
 
@@ -48,6 +82,7 @@ class KeypointVerifier:
         shortlist: int = SHORTLIST,
         confident: float = CONFIDENT,
         cache_size: int = 20_000,
+        vote_limit: int = VOTE_LIMIT,
     ) -> None:
         self._load = load_reference
         self.shortlist = shortlist
@@ -55,6 +90,8 @@ class KeypointVerifier:
         self._cache: OrderedDict[int, Keypoints] = OrderedDict()
         self._cache_size = cache_size
         self.verified = 0
+        self.vote_limit = vote_limit
+        self._pool: tuple[int, int, Any, np.ndarray] | None = None  # (id(index), generation, ...)
 
     def reference(self, image_id: int) -> Keypoints:
         found = self._cache.get(image_id)
@@ -67,14 +104,67 @@ class KeypointVerifier:
             self._cache.move_to_end(image_id)
         return found
 
+    def _voting_pool(self, index: ReferenceIndex) -> tuple[Any, np.ndarray] | None:
+        """A faiss index of every reference's strongest descriptors and the image id of each
+        row (None above ``vote_limit`` references); rebuilt when the reference index changes."""
+        if len(index.type_of) > self.vote_limit:
+            return None
+        if self._pool is None or self._pool[:2] != (id(index), index.generation):
+            ids = sorted(index.type_of)
+            descriptors = [self.reference(i).descriptors[:VOTE_DESCRIPTORS] for i in ids]
+            owners = np.concatenate(
+                [np.full(len(d), i, np.int64) for i, d in zip(ids, descriptors, strict=True)]
+                or [np.zeros(0, np.int64)]
+            )
+            pool = _descriptor_pool(
+                np.concatenate(descriptors).astype(np.float32)
+                if len(owners)
+                else np.zeros((0, 128), np.float32)
+            )
+            self._pool = (id(index), index.generation, pool, owners)
+        return self._pool[2], self._pool[3]
+
+    def voted(
+        self, query: Keypoints, index: ReferenceIndex, allowed: Callable[[int], bool]
+    ) -> list[int]:
+        """The references (``allowed`` ones) most of the query's descriptors lie nearest to."""
+        found = self._voting_pool(index)
+        if found is None or len(query) == 0 or found[0].ntotal == 0:
+            return []
+        pool, owners = found
+        descriptors = np.ascontiguousarray(query.descriptors[:VOTE_DESCRIPTORS])
+        _, rows = pool.search(descriptors, min(VOTE_NEIGHBOURS, pool.ntotal))
+        votes: dict[int, int] = {}
+        for neighbours in rows:
+            for image_id in {int(owners[r]) for r in neighbours if r >= 0}:
+                votes[image_id] = votes.get(image_id, 0) + 1
+        ranked = sorted(votes, key=lambda i: (-votes[i], i))
+        return [i for i in ranked if allowed(i)][:VOTE_CANDIDATES]
+
     def rescore(
-        self, query: np.ndarray, similarities: np.ndarray, image_ids: np.ndarray
+        self,
+        query: np.ndarray,
+        similarities: np.ndarray,
+        image_ids: np.ndarray,
+        *,
+        extra: Callable[[Keypoints, set[int]], Iterable[tuple[int, float]]] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Similarities of the shortlist raised by their inlier counts, re-sorted."""
+        """Similarities of the shortlist raised by their inlier counts, re-sorted. ``extra``
+        (the query's keypoints, the shortlist's ids) -> more (image id, similarity) candidates
+        to verify and rank beside the shortlist (the descriptor vote's)."""
         self.verified += 1
         query_points = keypoints(query)
         adjusted = similarities.astype(np.float32).copy()
+        image_ids = np.asarray(image_ids)
         positions = [p for p in range(min(self.shortlist, len(image_ids))) if image_ids[p] >= 0]
+        if extra is not None:
+            shortlisted = {int(image_ids[p]) for p in positions}
+            more = [(i, s) for i, s in extra(query_points, shortlisted) if i not in shortlisted]
+            if more:
+                start = len(image_ids)
+                image_ids = np.concatenate([image_ids, np.array([i for i, _ in more])])
+                adjusted = np.concatenate([adjusted, np.array([s for _, s in more], np.float32)])
+                positions += list(range(start, len(image_ids)))
         references = [self.reference(int(image_ids[p])) for p in positions]
         for position, count in zip(positions, inliers_many(query_points, references), strict=True):
             adjusted[position] += boost(count)

@@ -20,6 +20,8 @@ MAX_FEATURES = 600
 
 @dataclass(frozen=True)
 class Keypoints:
+    """A crop's keypoints, strongest response first."""
+
     points: np.ndarray  # (K, 2) float32, pixel coordinates at FEATURE_SIZE
     descriptors: np.ndarray  # (K, 128) float32
 
@@ -47,8 +49,9 @@ def keypoints(crop: np.ndarray) -> Keypoints:
     found, descriptors = _detector().detectAndCompute(grey, None)
     if descriptors is None or not found:
         return Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32))
-    points = np.array([k.pt for k in found], dtype=np.float32)
-    return Keypoints(points, descriptors.astype(np.float32))
+    order = np.argsort([-k.response for k in found], kind="stable")  # strongest first
+    points = np.array([found[i].pt for i in order], dtype=np.float32)
+    return Keypoints(points, descriptors[order].astype(np.float32))
 
 
 def _ratio_matches(

@@ -1,0 +1,72 @@
+"""Keypoint verification finds the coin a query shows even where the embedding's shortlist
+missed it, by letting descriptors vote over a small collection's references."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from coinlens.identify.engine import Matcher
+from coinlens.identify.scoring import Calibration
+from coinlens.identify.verify import KeypointVerifier
+from coinlens.index import ReferenceIndex
+from coinlens.vision import load_image
+
+SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "euro-coins" / "references"
+
+
+def _references() -> tuple[list[np.ndarray], list[int]]:
+    crops, types = [], []
+    for type_id, folder in enumerate(sorted(SAMPLE.iterdir())):
+        for path in sorted(folder.glob("*.jpg"))[:5]:
+            crops.append(np.asarray(load_image(path.read_bytes()).rgb.resize((300, 300))))
+            types.append(type_id)
+    return crops, types
+
+
+def _index(crops: list[np.ndarray], types: list[int]) -> tuple[ReferenceIndex, np.ndarray]:
+    """References whose embeddings say nothing (random directions), so that only keypoints
+    can find the right one."""
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(len(crops), 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = ReferenceIndex(64)
+    ids = np.arange(len(crops))
+    index.add(ids, vectors, np.array(types), ids + 1000, [f"sha{i}" for i in ids])
+    query = rng.normal(size=(1, 64)).astype(np.float32)
+    return index, query / np.linalg.norm(query)
+
+
+def _match(index, query_vector, crops, query_crop, vote_limit, exclude=None):
+    verifier = KeypointVerifier(lambda i: crops[i], shortlist=5, vote_limit=vote_limit)
+    matcher = Matcher(index, Calibration(), neighbours=10, verifier=verifier)
+    results = matcher.match(query_vector, [[0]], exclude=exclude, query_crop=lambda row: query_crop)
+    return results[0][0], verifier
+
+
+def test_descriptor_vote_finds_the_coin_the_shortlist_missed() -> None:
+    crops, types = _references()
+    index, query_vector = _index(crops, types)
+    target = 17
+    _, ids = index.search(query_vector, 5)
+    assert target not in ids[0]  # the embedding's shortlist misses it
+    turned = Image.fromarray(crops[target]).rotate(
+        65, resample=Image.Resampling.BILINEAR, fillcolor=(128, 128, 128)
+    )
+    query_crop = np.asarray(turned.resize((240, 240)))
+
+    suggestions, verifier = _match(index, query_vector, crops, query_crop, vote_limit=1000)
+    assert verifier.verified == 1
+    assert suggestions[0].type_id == types[target]
+    assert suggestions[0].evidence[0] == target
+
+    # above the vote limit only the shortlist is verified: the coin is not found
+    suggestions, _ = _match(index, query_vector, crops, query_crop, vote_limit=10)
+    assert target not in [e for s in suggestions for e in s.evidence]
+
+    # leave-one-out: the query's own specimen and copies never come back through the vote
+    excluded = [({1000 + target}, {f"sha{target}"})]
+    suggestions, _ = _match(index, query_vector, crops, query_crop, 1000, exclude=excluded)
+    assert target not in [e for s in suggestions for e in s.evidence]
