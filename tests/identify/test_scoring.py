@@ -105,3 +105,24 @@ def test_cues_separate_types_that_share_a_design() -> None:
     assert partial[3] == 0.0 and abs(partial[1] - partial[2]) < 0.01
     # weights of zero (nothing fitted): no change at all
     assert set(stats.adjustments(query, [1, 2], Calibration()).values()) == {0.0}
+
+
+def test_metal_hue_survives_a_vivid_photo() -> None:
+    """A saturated phone photo of a copper cent has the chroma of Nordic gold; the hue angle
+    still places it with copper. A grey (silver) coin has no hue and is not judged by one."""
+    from coinlens.identify.scoring import CueStats
+
+    def lab(hue_degrees: float, chroma: float) -> list[float]:
+        angle = np.radians(hue_degrees)
+        return [np.nan, 150.0, 128 + chroma * np.cos(angle), 128 + chroma * np.sin(angle)]
+
+    rng = np.random.default_rng(1)
+    copper = [lab(h, c) for h, c in zip(rng.normal(57, 4, 20), rng.normal(25, 3, 20), strict=True)]
+    gold = [lab(h, c) for h, c in zip(rng.normal(85, 4, 20), rng.normal(30, 3, 20), strict=True)]
+    stats = CueStats.from_references(np.array(copper + gold), np.array([1] * 20 + [2] * 20))
+    calibration = Calibration(colour_weight=0.01)
+    vivid_copper = np.array(lab(60, 55), dtype=np.float32)
+    changes = stats.adjustments(vivid_copper, [1, 2], calibration)
+    assert changes[1] > changes[2] + 0.05
+    silver = np.array(lab(60, 2), dtype=np.float32)
+    assert set(stats.adjustments(silver, [1, 2], calibration).values()) == {0.0}

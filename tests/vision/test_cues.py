@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from coinlens.vision.cues import CUE_NAMES, crop_cues, measure_cues
+from coinlens.vision.cues import CUE_NAMES, crop_cues, cue_features, hue_difference, measure_cues
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "euro-kaa"
 
@@ -60,3 +60,15 @@ def test_real_euro_cents_order_by_size_and_split_by_metal() -> None:
         medians[label] = np.nanmedian(crop_cues(crops, [True] * len(crops)), axis=0)
     assert medians["1c"][0] < medians["10c"][0] < medians["2e"][0]
     assert medians["5c"][2] > medians["20c"][2] + 5
+
+
+def test_features_are_size_and_hue() -> None:
+    copper = measure_cues(_coin(128, 0.6, (184, 115, 51)), framed=True)
+    gold = measure_cues(_coin(128, 0.8, (212, 175, 55)), framed=True)
+    grey = measure_cues(_coin(128, 0.7, (150, 150, 150)), framed=True)
+    features = cue_features(np.stack([copper, gold, grey]))
+    assert features.shape == (3, 2)
+    assert features[0, 0] == copper[0]  # the diameter share as measured
+    assert 35 < features[0, 1] < features[1, 1] - 10  # copper's hue is redder than gold's
+    assert np.isnan(features[2, 1])  # grey metal has no hue
+    assert hue_difference(170.0, -170.0) == -20.0  # the short way round

@@ -322,7 +322,8 @@ class Matcher:
         extra = 0
         if exclude:
             extra = max((len(e[0]) + len(e[1])) * 4 for e in exclude) if exclude else 0
-        depth = max(self.neighbours, self.verifier.shortlist if self.verifier else 0)
+        verifier = self.verifier if calibration.verify_weight > 0 else None
+        depth = max(self.neighbours, verifier.shortlist if verifier else 0)
         similarities, ids = self.index.search(vectors, depth + extra)
         results = []
         for g, rows in enumerate(groups):
@@ -345,14 +346,15 @@ class Matcher:
                 scored = image_type_scores(
                     sims[: self.neighbours], neighbour_ids[: self.neighbours], self.index.type_of
                 )
-                if self.verifier is not None and query_crop is not None and scored[0]:
+                if verifier is not None and query_crop is not None and scored[0]:
                     values = np.array(list(scored[0].values()))
-                    if softmax(values, calibration.temperature).max() < self.verifier.confident:
-                        sims, neighbour_ids = self.verifier.rescore(
+                    if softmax(values, calibration.temperature).max() < verifier.confident:
+                        sims, neighbour_ids = verifier.rescore(
                             query_crop(row),
                             sims,
                             neighbour_ids,
                             extra=self._voted_for(vectors[row], exclude[g] if exclude else None),
+                            weight=calibration.verify_weight,
                         )
                         scored = image_type_scores(
                             sims[: self.neighbours],

@@ -3,9 +3,12 @@
 - A type's score for one image is the similarity of its best reference among the neighbours
   (types absent from the shortlist get the shortlist's last similarity, a bound, not zero).
 - The images of one specimen (both sides, when known) are combined by averaging type scores.
-- Physical cues (apparent size in a fixed frame, metal colour; ``coinlens.vision.cues``) adjust a
+- Physical cues (apparent size in a fixed frame, metal hue; ``coinlens.vision.cues``) adjust a
   type's score by how far the coin's cues lie from those of the type's references, each cue group
   with a weight fitted on held-out coins (zero when it does not help there).
+- Keypoint verification (``coinlens.identify.verify``) re-ranks uncertain shortlists where it
+  makes held-out coins' true types more probable; where the types share one design struck at
+  several sizes (the Finnish cents' lion) it matches the wrong denomination and is switched off.
 - Scores become probabilities by a softmax with a temperature fitted on held-out catalogued coins;
   a suggestion's log-odds (log p / (1 - p), computed without rounding to p = 1, so that confident
   coins still order among themselves) go through an isotonic map fitted on the same coins, which
@@ -17,14 +20,15 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from coinlens.vision.cues import COLOUR_CUES, SIZE_CUES
+from coinlens.vision.cues import HUE_FEATURE, SIZE_FEATURE, cue_features, hue_difference
 
-# Smallest spread a type's cue may have: measurement noise (diameter share, L, a, b).
-CUE_SPREAD_FLOOR = np.array([0.02, 8.0, 4.0, 6.0], dtype=np.float32)
+# Smallest spread a type's cue feature may have: measurement noise (diameter share, hue degrees).
+CUE_SPREAD_FLOOR = np.array([0.02, 4.0], dtype=np.float32)
 CUE_MIN_REFERENCES = 3  # references with a measured cue before a type's cue counts
 CUE_Z2_CAP = 25.0  # one odd measurement cannot outweigh the design
 
@@ -35,7 +39,8 @@ class Calibration:
 
     temperature: float = 0.05
     size_weight: float = 0.0  # per unit of squared robust z-score of the apparent diameter
-    colour_weight: float = 0.0  # per unit of squared robust z-score of the metal colour
+    colour_weight: float = 0.0  # per unit of squared robust z-score of the metal's hue
+    verify_weight: float = 0.5  # similarity keypoint verification adds at most; 0: not run
     iso_x: list[float] = field(default_factory=lambda: [0.0, 1.0])
     iso_y: list[float] = field(default_factory=lambda: [0.0, 1.0])
     iso_space: str = "probability"  # what iso_x measures: "log_odds" (new fits) or "probability"
@@ -111,20 +116,24 @@ def combine_images(
 
 @dataclass
 class CueStats:
-    """Per type: median and robust spread (scaled MAD, floored) of its references' cues."""
+    """Per type: median and robust spread (scaled MAD, floored) of its references' cue features
+    (``coinlens.vision.cues.cue_features``: diameter share, metal hue)."""
 
     median: dict[int, np.ndarray]
     spread: dict[int, np.ndarray]
 
     @classmethod
     def from_references(cls, cues: np.ndarray, types: np.ndarray) -> CueStats:
+        features = cue_features(cues) if len(cues) else np.zeros((0, len(CUE_SPREAD_FLOOR)))
         median, spread = {}, {}
         for type_id in np.unique(types):
-            values = cues[types == type_id]
+            values = features[types == type_id]
             enough = (~np.isnan(values)).sum(axis=0) >= CUE_MIN_REFERENCES
-            with np.errstate(all="ignore"):
-                middle = np.nanmedian(values, axis=0) if len(values) else values.sum(axis=0)
-                mad = 1.4826 * np.nanmedian(np.abs(values - middle), axis=0)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+                middle = np.nanmedian(values, axis=0)
+                deviation = _deviations(values, middle)
+                mad = 1.4826 * np.nanmedian(np.abs(deviation), axis=0)
             median[int(type_id)] = np.where(enough, middle, np.nan)
             spread[int(type_id)] = np.maximum(np.nan_to_num(mad), CUE_SPREAD_FLOOR)
         return cls(median, spread)
@@ -134,22 +143,31 @@ class CueStats:
     ) -> dict[int, float]:
         """What to add to each candidate type's score for a coin with cues ``query``.
 
-        A cue group counts only if the coin has it and every candidate type's references do,
-        so that a type photographed differently is not favoured for lacking the cue."""
+        A cue counts only if the coin has it and every candidate type's references do, so that
+        a type photographed differently is not favoured for lacking the cue."""
         out = dict.fromkeys(type_ids, 0.0)
-        for dims, weight in (
-            (list(SIZE_CUES), calibration.size_weight),
-            (list(COLOUR_CUES), calibration.colour_weight),
+        features = cue_features(query)[0]
+        for dim, weight in (
+            (SIZE_FEATURE, calibration.size_weight),
+            (HUE_FEATURE, calibration.colour_weight),
         ):
-            if weight <= 0 or np.isnan(query[dims]).any():
+            if weight <= 0 or np.isnan(features[dim]):
                 continue
             medians = [self.median.get(t) for t in type_ids]
-            if any(m is None or np.isnan(m[dims]).any() for m in medians):
+            if any(m is None or np.isnan(m[dim]) for m in medians):
                 continue
             for type_id, middle in zip(type_ids, medians, strict=True):
-                z2 = float((((query[dims] - middle[dims]) / self.spread[type_id][dims]) ** 2).sum())
+                deviation = _deviations(features[None], middle)[0, dim]
+                z2 = float((deviation / self.spread[type_id][dim]) ** 2)
                 out[type_id] -= weight * 0.5 * min(z2, CUE_Z2_CAP)
         return out
+
+
+def _deviations(features: np.ndarray, middle: np.ndarray) -> np.ndarray:
+    """Features minus ``middle``, the hue as the shorter way round the colour circle."""
+    deviation = features - middle
+    deviation[:, HUE_FEATURE] = hue_difference(features[:, HUE_FEATURE], middle[HUE_FEATURE])
+    return deviation
 
 
 LOG_ODDS_CAP = 60.0  # a type alone among its candidates
@@ -277,7 +295,7 @@ def fit_calibration(
     ``candidate_scores[i]`` are the type scores of held-out coin i (as from ``combine_images``);
     ``true_types[i]`` its catalogued type; ``top_similarities[i]`` the plain similarity of its
     best type (default: the best score), which the novelty floor is set on. Fields of ``base``
-    already fitted (the cue weights) are kept.
+    already fitted (the cue and verification weights) are kept.
     """
     base = base or Calibration()
     n = len(true_types)
@@ -286,6 +304,7 @@ def fit_calibration(
             target_precision=target_precision,
             size_weight=base.size_weight,
             colour_weight=base.colour_weight,
+            verify_weight=base.verify_weight,
         )
     best_t, _ = fit_temperature(candidate_scores, true_types)
     top_odds, correct, top_similarity = [], [], []
@@ -308,6 +327,7 @@ def fit_calibration(
         heldout_top1=float(correct_arr.mean()),
         size_weight=base.size_weight,
         colour_weight=base.colour_weight,
+        verify_weight=base.verify_weight,
     )
     confidence = calibration.confidence(top_odds_arr)
     threshold = accept_threshold(confidence, correct_arr.astype(bool), target_precision)

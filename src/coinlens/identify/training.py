@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sqlalchemy import select
@@ -33,7 +33,7 @@ from coinlens.index import ReferenceIndex
 from coinlens.model.embedder import Embedder
 from coinlens.model.train import TrainConfig, train_embedding
 from coinlens.storage import ObjectStore
-from coinlens.vision.cues import SIZE_CUES
+from coinlens.vision.cues import SIZE_FEATURE
 
 
 class TrainingError(RuntimeError):
@@ -112,7 +112,7 @@ def fit_cue_weights(
         _, nll = fit_temperature([result[2] for result in results], truths)
         return round(nll, 4), trial.size_weight + trial.colour_weight
 
-    sized = np.isfinite(query_cues[:, list(SIZE_CUES)]).all(axis=1).any()
+    sized = np.isfinite(query_cues[:, SIZE_FEATURE]).any()
     size_weight = min(
         SIZE_WEIGHTS if sized else (0.0,), key=lambda w: loss(Calibration(size_weight=w))
     )
@@ -147,12 +147,22 @@ def calibrate(
     weights = Calibration()
     if query_cues is not None and truths:
         weights = fit_cue_weights(index, vectors, groups, truths, query_cues, exclude)
-    matcher = Matcher(index, weights, verifier=verifier)
     crop_of = {row: queries[row].crop_key for group in groups for row in group}
     query_crop = (lambda row: decode_crop(store.get(crop_of[row]))) if store else None
-    results = matcher.match(
-        vectors, groups, top_k=5, exclude=exclude, query_crop=query_crop, query_cues=query_cues
-    )
+
+    def match(trial: Calibration) -> list:
+        return Matcher(index, trial, verifier=verifier).match(
+            vectors, groups, top_k=5, exclude=exclude, query_crop=query_crop, query_cues=query_cues
+        )
+
+    results = match(weights)
+    if verifier is not None and query_crop is not None and truths:
+        # verification stays only if it makes the held-out coins' true types more probable
+        unverified = replace(weights, verify_weight=0.0)
+        plain = match(unverified)
+        verified_nll = fit_temperature([r[2] for r in results], truths)[1]
+        if fit_temperature([r[2] for r in plain], truths)[1] <= verified_nll:
+            weights, results = unverified, plain
     scores = [result[2] for result in results]
     calibration = fit_calibration(
         scores,

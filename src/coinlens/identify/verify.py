@@ -49,10 +49,9 @@ def decode_crop(data: bytes) -> np.ndarray:
     return np.asarray(image)
 
 
-def boost(count: int) -> float:
-    return VERIFY_WEIGHT * float(
-        np.clip((count - MIN_INLIERS) / (FULL_INLIERS - MIN_INLIERS), 0.0, 1.0)
-    )
+def boost(count: int, weight: float = VERIFY_WEIGHT) -> float:
+    """Similarity added for ``count`` geometrically consistent matches (at most ``weight``)."""
+    return weight * float(np.clip((count - MIN_INLIERS) / (FULL_INLIERS - MIN_INLIERS), 0.0, 1.0))
 
 
 def _descriptor_pool(descriptors: np.ndarray) -> Any:
@@ -148,10 +147,12 @@ class KeypointVerifier:
         image_ids: np.ndarray,
         *,
         extra: Callable[[Keypoints, set[int]], Iterable[tuple[int, float]]] | None = None,
+        weight: float = VERIFY_WEIGHT,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Similarities of the shortlist raised by their inlier counts, re-sorted. ``extra``
         (the query's keypoints, the shortlist's ids) -> more (image id, similarity) candidates
-        to verify and rank beside the shortlist (the descriptor vote's)."""
+        to verify and rank beside the shortlist (the descriptor vote's); ``weight``: the most
+        a reference's similarity can gain."""
         self.verified += 1
         query_points = keypoints(query)
         adjusted = similarities.astype(np.float32).copy()
@@ -167,6 +168,6 @@ class KeypointVerifier:
                 positions += list(range(start, len(image_ids)))
         references = [self.reference(int(image_ids[p])) for p in positions]
         for position, count in zip(positions, inliers_many(query_points, references), strict=True):
-            adjusted[position] += boost(count)
+            adjusted[position] += boost(count, weight)
         order = np.argsort(-adjusted, kind="stable")
         return adjusted[order], image_ids[order]

@@ -10,6 +10,11 @@ scorer tell such types apart:
   a scale); crops cut to the coin's own edge (single, pair, tray coins) have no size cue (NaN).
 - ``L``, ``a``, ``b``: the median CIELAB colour (OpenCV's 8-bit scale) of the coin's inner disc,
   where the metal shows rather than the rim's shadow or the background.
+
+Scoring compares coins by ``cue_features``: the diameter share and the metal's hue angle in the
+a*b* plane. The hue, not a* and b* themselves, because a photo's saturation and exposure move a*
+and b* together along a ray (a vivid phone photo of a copper cent has the chroma of gold) while
+the angle between copper (about 57 degrees) and Nordic gold (about 85) stays.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import cv2
 import numpy as np
 
 CUE_NAMES = ("diameter", "L", "a", "b")
-SIZE_CUES = (0,)
-COLOUR_CUES = (2, 3)  # a*, b*: lightness follows the lighting more than the metal
+FEATURE_NAMES = ("diameter", "hue")
+SIZE_FEATURE = 0
+HUE_FEATURE = 1
+CHROMA_MIN = 6.0  # a*b* distance from grey below which a hue is noise (silver, nickel, steel)
 WORK_SIDE = 160  # px: cues are measured at about the embedding's resolution
 INNER_DISC = 0.8  # share of the radius whose colour is the metal's
 EDGE_SHARE = 0.7  # a rim candidate needs this share of the strongest circle's edge support
@@ -91,6 +98,22 @@ def measure_cues(pixels: np.ndarray, framed: bool) -> np.ndarray:
         disc = np.ascontiguousarray(pixels[::2, ::2][inside][:, None, :])
         cues[1:] = np.median(cv2.cvtColor(disc, cv2.COLOR_RGB2LAB)[:, 0], axis=0)
     return cues
+
+
+def cue_features(cues: np.ndarray) -> np.ndarray:
+    """(N, 2) features scored from (N, 4) cues: diameter share and hue angle in degrees
+    (NaN where not measured, or where the metal is too grey to have a hue)."""
+    cues = np.atleast_2d(np.asarray(cues, dtype=np.float32))
+    a, b = cues[:, 2] - 128.0, cues[:, 3] - 128.0
+    with np.errstate(invalid="ignore"):
+        hue = np.degrees(np.arctan2(b, a))
+        hue = np.where(np.hypot(a, b) >= CHROMA_MIN, hue, np.nan)
+    return np.column_stack([cues[:, 0], hue]).astype(np.float32)
+
+
+def hue_difference(hue: np.ndarray | float, other: np.ndarray | float) -> np.ndarray:
+    """Signed angle from ``other`` to ``hue`` in degrees, wrapped to [-180, 180)."""
+    return (np.asarray(hue) - np.asarray(other) + 180.0) % 360.0 - 180.0
 
 
 def crop_cues(crops: np.ndarray, framed: np.ndarray | list[bool]) -> np.ndarray:
