@@ -39,9 +39,9 @@ def _index(crops: list[np.ndarray], types: list[int]) -> tuple[ReferenceIndex, n
     return index, query / np.linalg.norm(query)
 
 
-def _match(index, query_vector, crops, query_crop, vote_limit, exclude=None):
+def _match(index, query_vector, crops, query_crop, vote_limit, exclude=None, calibration=None):
     verifier = KeypointVerifier(lambda i: crops[i], shortlist=5, vote_limit=vote_limit)
-    matcher = Matcher(index, Calibration(), neighbours=10, verifier=verifier)
+    matcher = Matcher(index, calibration or Calibration(), neighbours=10, verifier=verifier)
     results = matcher.match(query_vector, [[0]], exclude=exclude, query_crop=lambda row: query_crop)
     return results[0][0], verifier
 
@@ -69,4 +69,10 @@ def test_descriptor_vote_finds_the_coin_the_shortlist_missed() -> None:
     # leave-one-out: the query's own specimen and copies never come back through the vote
     excluded = [({1000 + target}, {f"sha{target}"})]
     suggestions, _ = _match(index, query_vector, crops, query_crop, 1000, exclude=excluded)
+    assert target not in [e for s in suggestions for e in s.evidence]
+
+    # a calibration that found verification unhelpful on held-out coins does not run it
+    off = Calibration(verify_weight=0.0)
+    suggestions, verifier = _match(index, query_vector, crops, query_crop, 1000, calibration=off)
+    assert verifier.verified == 0
     assert target not in [e for s in suggestions for e in s.evidence]
