@@ -68,3 +68,32 @@ def test_network_without_head_has_imagenet_width() -> None:
     with torch.no_grad():
         out = net(torch.zeros(2, 3, 128, 128))
     assert out.shape == (2, 1280)
+
+
+def test_background_swap_keeps_the_coin_and_changes_the_table() -> None:
+    """Training shows coins on other backgrounds: inside the rim nothing changes, outside it
+    does; coins that are not round, or a probability of zero, are left alone."""
+    import cv2
+
+    from coinlens.model.transforms import swap_backgrounds, to_tensor
+    from coinlens.vision.cues import coin_circles
+
+    pictures = np.zeros((4, 96, 96, 3), np.uint8)
+    for i, picture in enumerate(pictures):  # a metal disc with a relief ring, each on its table
+        picture[:] = (60 * i, 235 - 50 * i, 128)
+        cv2.circle(picture, (48, 48), 34, (200, 160, 60), -1)
+        cv2.circle(picture, (48, 48), 24, (160, 128, 48), 2)
+    circles = coin_circles(pictures)
+    assert np.all(np.abs(circles[:, :2] - 0.5) < 0.1) and np.all(circles[:, 2] > 0.2)
+    tensor = to_tensor(pictures)
+    swapped = swap_backgrounds(tensor, circles, 1.0, torch.Generator().manual_seed(0))
+    coords = (np.arange(96) + 0.5) / 96
+    for i, (cx, cy, r) in enumerate(circles):
+        distance = np.hypot(coords[None, :] - cx, coords[:, None] - cy)
+        inside = torch.from_numpy(distance < r * 0.9)
+        outside = torch.from_numpy((distance > r * 1.1) & (distance < 0.45))
+        assert torch.allclose(swapped[i][:, inside], tensor[i][:, inside])
+        assert not torch.allclose(swapped[i][:, outside], tensor[i][:, outside])
+    assert torch.equal(swap_backgrounds(tensor, circles, 0.0), tensor)
+    flat = np.zeros(4, bool)
+    assert torch.equal(swap_backgrounds(tensor, circles, 1.0, round_flags=flat), tensor)

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from coinlens.model.network import DEFAULT_BACKBONE, CoinNet, CosFaceLoss
-from coinlens.model.transforms import Augment, to_tensor
+from coinlens.model.transforms import Augment, swap_backgrounds, to_tensor
+from coinlens.vision.cues import coin_circles
 
 INPUT_SIZE = 160  # px: finer than 128 reads numerals and mint marks (kaa top-1 +2.4 points)
 ROTATIONS = 2  # exact turns averaged at inference: the network learnt any angle in training
@@ -38,6 +39,7 @@ class TrainConfig:
     device: str = "cpu"
     seed: int = 0
     scale_jitter: float = 0.12
+    background_swap: float = 0.5  # share of training crops shown on another background
 
 
 def balanced_batches(labels: np.ndarray, batch_size: int, steps: int, rng: np.random.Generator):
@@ -69,6 +71,8 @@ def train_embedding(
     model.freeze_early(config.frozen_blocks)
     loss_fn = CosFaceLoss(model.embedding_dim, classes).to(device)
     augment = Augment(config.scale_jitter).to(device)
+    generator = torch.Generator().manual_seed(config.seed)
+    circles = coin_circles(crops) if config.background_swap > 0 else None
     trunk_params = [p for p in model.trunk.parameters() if p.requires_grad]
     head_params = [*model.head.parameters(), *model.pool.parameters(), *loss_fn.parameters()]
     optimiser = torch.optim.AdamW(
@@ -98,6 +102,10 @@ def train_embedding(
         flags = round_flags[index]
         target = torch.as_tensor(labels[index], device=device)
         with torch.no_grad():
+            if circles is not None:
+                images = swap_backgrounds(
+                    images, circles[index], config.background_swap, generator, flags
+                )
             images = augment(images, flags)
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             loss = loss_fn(model(images).float(), target)

@@ -51,6 +51,38 @@ def rotations(tensor: torch.Tensor, count: int) -> list[torch.Tensor]:
     return turns[:count]
 
 
+def swap_backgrounds(
+    tensor: torch.Tensor,
+    circles: np.ndarray,
+    probability: float,
+    generator: torch.Generator | None = None,
+    round_flags: np.ndarray | None = None,
+) -> torch.Tensor:
+    """Replace what lies outside each round coin's rim (``circles``: centre x, centre y, radius as
+    shares of the side) with another scene, for a share ``probability`` of the batch: another
+    crop of the batch turned half round (other coins, another table) or a flat colour with
+    noise. The table a tray lay on and its lighting's tint then cannot stand for a type."""
+    n, _, side, _ = tensor.shape
+    chosen = torch.rand(n, generator=generator) < probability
+    if round_flags is not None:
+        chosen &= torch.as_tensor(np.asarray(round_flags, dtype=bool))
+    if n < 2 or not chosen.any():
+        return tensor
+    circles_t = torch.as_tensor(circles, dtype=tensor.dtype, device=tensor.device)
+    coords = (torch.arange(side, device=tensor.device, dtype=tensor.dtype) + 0.5) / side
+    dx = coords[None, None, :] - circles_t[:, 0, None, None]
+    dy = coords[None, :, None] - circles_t[:, 1, None, None]
+    distance = torch.sqrt(dx**2 + dy**2)
+    coin = torch.clamp((circles_t[:, 2, None, None] * 1.03 - distance) * side / 2, 0, 1)[:, None]
+    other = tensor.roll(1, dims=0).flip(2).flip(3)
+    flat = torch.rand(n, 3, 1, 1, generator=generator).to(tensor) * 2 - 1
+    flat = flat + 0.15 * torch.randn(n, 3, side, side, generator=generator).to(tensor)
+    use_flat = (torch.rand(n, generator=generator) < 0.5).to(tensor.device)[:, None, None, None]
+    background = torch.where(use_flat, flat, other)
+    mixed = tensor * coin + background * (1 - coin)
+    return torch.where(chosen.to(tensor.device)[:, None, None, None], mixed, tensor)
+
+
 class Augment(torch.nn.Module):
     """What differs between two photos of one type: any rotation, lighting, colour cast, blur,
     scale, position, wear (noise and contrast loss). Works on [-1, 1] batches."""

@@ -116,6 +116,28 @@ def hue_difference(hue: np.ndarray | float, other: np.ndarray | float) -> np.nda
     return (np.asarray(hue) - np.asarray(other) + 180.0) % 360.0 - 180.0
 
 
+def _circle_share(pixels: np.ndarray) -> np.ndarray:
+    scale = min(1.0, WORK_SIDE / max(pixels.shape[:2]))
+    if scale < 1.0:
+        size = (round(pixels.shape[1] * scale), round(pixels.shape[0] * scale))
+        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    height, width = pixels.shape[:2]
+    circle = _central_circle(cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY))
+    if circle is None:
+        return np.array([0.5, 0.5, 0.5], np.float32)
+    cx, cy, r = circle
+    return np.array([cx / width, cy / height, r / min(width, height)], np.float32)
+
+
+def coin_circles(crops: np.ndarray) -> np.ndarray:
+    """(N, 3) centre x, centre y and radius of the coin's rim in each (N, H, W, 3) crop, as
+    shares of the crop's side; (0.5, 0.5, 0.5), the inscribed circle, where none is found."""
+    if len(crops) < 8:
+        return np.stack([_circle_share(c) for c in crops]) if len(crops) else np.zeros((0, 3))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return np.stack(list(pool.map(_circle_share, crops)))
+
+
 def crop_cues(crops: np.ndarray, framed: np.ndarray | list[bool]) -> np.ndarray:
     """(N, 4) cues of an (N, H, W, 3) batch of crops; ``framed[i]``: crop i is a fixed window."""
     if len(crops) == 0:
