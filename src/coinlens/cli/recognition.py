@@ -108,6 +108,15 @@ def _print_mapping(title: str, mapping: dict[str, Any]) -> None:
 def train(
     home: HomeOption = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the data.")] = 12,
+    background_swap: Annotated[
+        float,
+        typer.Option(
+            "--background-swap",
+            min=0.0,
+            max=1.0,
+            help="Share of training crops shown on another background.",
+        ),
+    ] = 0.5,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     backbone: Annotated[
         str, typer.Option("--backbone", help=f"One of: {', '.join(BACKBONES)}.")
@@ -123,7 +132,12 @@ def train(
     from coinlens.model.train import TrainConfig
 
     check_engine(engine)
-    config = TrainConfig(epochs=epochs, device=_check_device(device), backbone=backbone)
+    config = TrainConfig(
+        epochs=epochs,
+        device=_check_device(device),
+        backbone=backbone,
+        background_swap=background_swap,
+    )
     with open_home(home) as opened:
         try:
             summary = run_train(opened, config, engine=engine, address=address)

@@ -89,6 +89,7 @@ def _cues_of(index: ReferenceIndex, refs: Sequence[CropRef]) -> np.ndarray | Non
 
 
 SIZE_WEIGHTS = (0.0, 0.003, 0.01, 0.02)
+VERIFY_FIT_MIN = 50  # held-out coins before verification may be judged unhelpful (and dropped)
 COLOUR_WEIGHTS = (0.0, 0.003, 0.01)
 
 
@@ -156,7 +157,7 @@ def calibrate(
         )
 
     results = match(weights)
-    if verifier is not None and query_crop is not None and truths:
+    if verifier is not None and query_crop is not None and len(truths) >= VERIFY_FIT_MIN:
         # verification stays only if it makes the held-out coins' true types more probable
         unverified = replace(weights, verify_weight=0.0)
         plain = match(unverified)
