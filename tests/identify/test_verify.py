@@ -76,3 +76,53 @@ def test_descriptor_vote_finds_the_coin_the_shortlist_missed() -> None:
     suggestions, verifier = _match(index, query_vector, crops, query_crop, 1000, calibration=off)
     assert verifier.verified == 0
     assert target not in [e for s in suggestions for e in s.evidence]
+
+
+def test_calibration_keeps_verification_only_where_it_helps(tmp_path: Path) -> None:
+    """On held-out coins that keypoints recognise (turned photos of reference coins), training's
+    calibration keeps verification; on photos without keypoints it adds nothing and is dropped."""
+    import io
+
+    from coinlens.identify.engine import CropRef
+    from coinlens.identify.training import VERIFY_FIT_MIN, calibrate
+    from coinlens.storage import LocalStore
+
+    crops, types = _references()
+    index, _ = _index(crops, types)
+    store = LocalStore(tmp_path)
+    rng = np.random.default_rng(5)
+    count = VERIFY_FIT_MIN + 6
+    vectors = rng.normal(size=(count, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def heldout(picture) -> list[CropRef]:
+        refs = []
+        for q in range(count):
+            source = q % len(crops)
+            buffer = io.BytesIO()
+            picture(source, q).save(buffer, format="JPEG", quality=90)
+            key = f"{picture.__name__}/{q}.jpg"
+            store.put(key, buffer.getvalue())
+            refs.append(CropRef(5000 + q, 9000 + q, "unknown", key, True, key, types[source]))
+        return refs
+
+    def turned(source: int, q: int) -> Image.Image:
+        return Image.fromarray(crops[source]).rotate(
+            20 + 5 * q, resample=Image.Resampling.BILINEAR, fillcolor=(128, 128, 128)
+        )
+
+    def blank(source: int, q: int) -> Image.Image:
+        return Image.new("RGB", (240, 240), (128, 128, 128))
+
+    for picture, kept in ((turned, True), (blank, False)):
+        verifier = KeypointVerifier(lambda i: crops[i])
+        calibration, _ = calibrate(
+            index,
+            heldout(picture),
+            vectors,
+            target_precision=0.98,
+            verifier=verifier,
+            store=store,
+        )
+        assert verifier.verified > 0
+        assert (calibration.verify_weight > 0) is kept

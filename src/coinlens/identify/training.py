@@ -33,7 +33,7 @@ from coinlens.index import ReferenceIndex
 from coinlens.model.embedder import Embedder
 from coinlens.model.train import TrainConfig, train_embedding
 from coinlens.storage import ObjectStore
-from coinlens.vision.cues import SIZE_FEATURE
+from coinlens.vision.cues import SIZE_FEATURE, cue_features
 
 
 class TrainingError(RuntimeError):
@@ -113,7 +113,7 @@ def fit_cue_weights(
         _, nll = fit_temperature([result[2] for result in results], truths)
         return round(nll, 4), trial.size_weight + trial.colour_weight
 
-    sized = np.isfinite(query_cues[:, SIZE_FEATURE]).any()
+    sized = np.isfinite(cue_features(query_cues)[:, SIZE_FEATURE]).any()
     size_weight = min(
         SIZE_WEIGHTS if sized else (0.0,), key=lambda w: loss(Calibration(size_weight=w))
     )

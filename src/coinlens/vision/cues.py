@@ -20,6 +20,7 @@ the angle between copper (about 57 degrees) and Nordic gold (about 85) stays.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -76,15 +77,29 @@ def _central_circle(gray: np.ndarray) -> tuple[float, float, float] | None:
     return float(cx), float(cy), float(r)
 
 
-def measure_cues(pixels: np.ndarray, framed: bool) -> np.ndarray:
-    """Cues of one (H, W, 3) uint8 RGB crop, in ``CUE_NAMES`` order (NaN where not measured)."""
+def _at_work_side(pixels: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float] | None]:
+    """The crop shrunk to ``WORK_SIDE`` (never enlarged) and its coin's rim there, if found."""
     scale = min(1.0, WORK_SIDE / max(pixels.shape[:2]))
     if scale < 1.0:
         size = (round(pixels.shape[1] * scale), round(pixels.shape[0] * scale))
         pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
     pixels = np.ascontiguousarray(pixels)
+    return pixels, _central_circle(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY))
+
+
+def _each_crop(measure: Callable[..., np.ndarray], crops: np.ndarray, *args) -> np.ndarray:
+    """``measure`` of every crop (with its element of each of ``args``), threaded for batches:
+    OpenCV frees the GIL."""
+    if len(crops) < 8:
+        return np.stack([measure(*row) for row in zip(crops, *args, strict=True)])
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return np.stack(list(pool.map(measure, crops, *args)))
+
+
+def measure_cues(pixels: np.ndarray, framed: bool) -> np.ndarray:
+    """Cues of one (H, W, 3) uint8 RGB crop, in ``CUE_NAMES`` order (NaN where not measured)."""
+    pixels, circle = _at_work_side(pixels)
     side = min(pixels.shape[:2])
-    circle = _central_circle(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY))
     cues = np.full(len(CUE_NAMES), np.nan, dtype=np.float32)
     if circle is None:  # colour of the central disc the crop is centred on
         cx, cy, r = pixels.shape[1] / 2, pixels.shape[0] / 2, side * 0.4
@@ -117,12 +132,8 @@ def hue_difference(hue: np.ndarray | float, other: np.ndarray | float) -> np.nda
 
 
 def _circle_share(pixels: np.ndarray) -> np.ndarray:
-    scale = min(1.0, WORK_SIDE / max(pixels.shape[:2]))
-    if scale < 1.0:
-        size = (round(pixels.shape[1] * scale), round(pixels.shape[0] * scale))
-        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    pixels, circle = _at_work_side(pixels)
     height, width = pixels.shape[:2]
-    circle = _central_circle(cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY))
     if circle is None:
         return np.array([0.5, 0.5, 0.5], np.float32)
     cx, cy, r = circle
@@ -132,18 +143,13 @@ def _circle_share(pixels: np.ndarray) -> np.ndarray:
 def coin_circles(crops: np.ndarray) -> np.ndarray:
     """(N, 3) centre x, centre y and radius of the coin's rim in each (N, H, W, 3) crop, as
     shares of the crop's side; (0.5, 0.5, 0.5), the inscribed circle, where none is found."""
-    if len(crops) < 8:
-        return np.stack([_circle_share(c) for c in crops]) if len(crops) else np.zeros((0, 3))
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        return np.stack(list(pool.map(_circle_share, crops)))
+    if len(crops) == 0:
+        return np.zeros((0, 3), np.float32)
+    return _each_crop(_circle_share, crops)
 
 
 def crop_cues(crops: np.ndarray, framed: np.ndarray | list[bool]) -> np.ndarray:
     """(N, 4) cues of an (N, H, W, 3) batch of crops; ``framed[i]``: crop i is a fixed window."""
     if len(crops) == 0:
         return np.zeros((0, len(CUE_NAMES)), np.float32)
-    flags = [bool(f) for f in framed]
-    if len(crops) < 8:
-        return np.stack([measure_cues(crop, f) for crop, f in zip(crops, flags, strict=True)])
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # OpenCV frees the GIL
-        return np.stack(list(pool.map(measure_cues, crops, flags)))
+    return _each_crop(measure_cues, crops, [bool(f) for f in framed])
