@@ -11,6 +11,9 @@ import torch
 from PIL import Image
 
 MASK_GREY = 0.0  # in [-1, 1] units: mid-grey outside the coin
+# How far lighting may differ between two photos of one type (kornia ColorJitter's ranges): the
+# network learns to ignore it, and a colour cue must survive it (``relit``).
+LIGHTING = {"brightness": 0.35, "contrast": 0.35, "saturation": 0.3, "hue": 0.04}
 
 
 def crop_to_array(crop: Image.Image, size: int) -> np.ndarray:
@@ -99,7 +102,7 @@ class Augment(torch.nn.Module):
             padding_mode="border",
         )
         self.photometric = K.AugmentationSequential(
-            K.ColorJitter(0.35, 0.35, 0.3, 0.04, p=0.9),
+            K.ColorJitter(**LIGHTING, p=0.9),
             K.RandomGaussianBlur((5, 5), (0.1, 1.6), p=0.3),
             K.RandomGaussianNoise(mean=0.0, std=0.04, p=0.25),
             K.RandomSharpness(0.5, p=0.2),
@@ -109,3 +112,18 @@ class Augment(torch.nn.Module):
         unit = (tensor + 1) / 2
         unit = self.photometric(self.geometry(unit)).clamp(0, 1)
         return apply_mask(unit * 2 - 1, round_flags)
+
+
+def relit(crops: np.ndarray, seed: int) -> np.ndarray:
+    """(N, H, W, 3) uint8 crops photographed again under one other lighting drawn from
+    ``LIGHTING`` by ``seed``, the same for the whole batch (as one tray under one lamp): what
+    a cue measured on a query may meet that the references' photographs did not."""
+    import kornia.augmentation as K
+
+    if len(crops) == 0:
+        return crops
+    unit = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 255.0
+    with torch.random.fork_rng(devices=[]), torch.no_grad():  # kornia draws from torch's RNG
+        torch.manual_seed(seed)
+        lit = K.ColorJitter(**LIGHTING, p=1.0, same_on_batch=True)(unit).clamp(0, 1)
+    return (lit * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
