@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from coinlens.identify.scoring import (
     Calibration,
@@ -16,12 +17,38 @@ from coinlens.identify.scoring import (
 )
 
 
-def test_type_scores_take_the_best_reference_per_type() -> None:
-    scores, evidence, floor = image_type_scores(
-        np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 2, 3, -1]), {1: 10, 2: 20, 3: 10}
-    )
-    assert scores == {10: 0.9, 20: 0.8} and evidence == {10: [1, 3], 20: [2]}
-    assert floor == 0.7
+def test_type_scores_average_each_types_nearest_references() -> None:
+    similarities = np.array([0.95, 0.9, 0.89, 0.88, 0.87, 0.86, 0.5, -1.0])
+    ids = np.array([1, 2, 3, 4, 5, 6, 7, -1])
+    type_of = {1: 20, 2: 10, 3: 10, 4: 10, 5: 10, 6: 10, 7: 30}
+    scores, evidence, floor = image_type_scores(similarities, ids, type_of, depth=5)
+    assert floor == 0.5 and evidence == {20: [1], 10: [2, 3, 4], 30: [7]}
+    # five close references of type 10 outweigh one lookalike of type 20: its other four
+    # references lie beyond the neighbours, at most at the last similarity
+    assert scores[10] == pytest.approx(np.mean([0.9, 0.89, 0.88, 0.87, 0.86]))
+    assert scores[20] == pytest.approx(np.mean([0.95, 0.5, 0.5, 0.5, 0.5]))
+    assert scores[10] > scores[20]
+    # a type known from one coin competes on that coin alone
+    scores, _, _ = image_type_scores(similarities, ids, type_of, depth=5, available={20: 1})
+    assert scores[20] == 0.95 and scores[20] > scores[10]
+    # depth 1 (the default): the best reference of each type
+    scores, _, _ = image_type_scores(similarities, ids, type_of)
+    assert scores == {20: 0.95, 10: 0.9, 30: 0.5}
+
+
+def test_references_that_may_count_leave_out_the_query_and_its_copies() -> None:
+    from coinlens.identify.engine import Matcher
+    from coinlens.index import ReferenceIndex
+
+    index = ReferenceIndex(4)
+    vectors = np.eye(4, dtype=np.float32)[[0, 0, 1, 2]]
+    # type 1: two specimens, the second with two images; type 2: one image, a copy of image 0
+    index.add(np.arange(4), vectors, np.array([1, 1, 1, 2]), np.array([7, 8, 8, 9]),
+              ["a", "b", "c", "a"])  # fmt: skip
+    matcher = Matcher(index, Calibration())
+    assert matcher.available() == {1: 3, 2: 1}
+    assert matcher.available(({8}, set())) == {1: 1, 2: 1}
+    assert matcher.available(({7}, {"a"})) == {1: 2, 2: 0}
 
 
 def test_sides_are_combined_with_a_floor_for_missing_types() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from coinlens.identify.engine import CropRef
-from coinlens.identify.training import LIGHTING_DRAWS, fit_cue_weights, relit_cues
+from coinlens.identify.training import LIGHTING_DRAWS, fit_scoring, relit_cues
 from coinlens.index import ReferenceIndex
 from coinlens.storage import LocalStore
 from coinlens.vision.cues import crop_cues, cue_features
@@ -70,10 +70,10 @@ def _colour_weights(hues: tuple[float, float], tmp_path: Path) -> tuple[float, f
     truths = [r.type_id for r in heldout]
     cues = crop_cues(crops, [False] * len(crops))
     assert np.isfinite(cue_features(cues)[:, 1]).all()
-    as_photographed = fit_cue_weights(index, vectors, groups, truths, cues)
+    as_photographed = fit_scoring(index, vectors, groups, truths, cues)
     relit = relit_cues(store, heldout, SIDE)
     assert len(relit) == LIGHTING_DRAWS and all(r.shape == cues.shape for r in relit)
-    under_other_light = fit_cue_weights(index, vectors, groups, truths, cues, None, relit)
+    under_other_light = fit_scoring(index, vectors, groups, truths, cues, None, relit)
     return as_photographed.colour_weight, under_other_light.colour_weight
 
 
@@ -84,3 +84,32 @@ def test_colour_weight_holds_under_other_lightings(tmp_path: Path) -> None:
     # copper against a blue patina: another light does not move one into the other
     nominal, relit = _colour_weights((60.0, 240.0), tmp_path)
     assert relit > 0
+
+
+def test_type_depth_is_fitted_where_lookalikes_mislead() -> None:
+    """Every held-out coin has one near-identical reference of the other type (one die struck
+    in two metals); its own type has many close references. Averaging a type's nearest
+    references wins there, and the fit finds it; without lookalikes the best one suffices."""
+    rng = np.random.default_rng(2)
+    directions = np.eye(2, 16, dtype=np.float32)
+
+    def unit(rows: np.ndarray) -> np.ndarray:
+        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+    truths = [n % 2 for n in range(40)]
+    queries = unit(directions[truths] + rng.normal(0, 0.25, (40, 16)))
+    references = unit(directions[[n % 2 for n in range(40)]] + rng.normal(0, 0.25, (40, 16)))
+    lookalikes = unit(queries + rng.normal(0, 0.02, queries.shape))
+    groups = [[row] for row in range(40)]
+    cues = np.full((40, 4), np.nan, np.float32)
+
+    def fitted_depth(with_lookalikes: bool) -> int:
+        vectors = np.concatenate([references, lookalikes]) if with_lookalikes else references
+        types = [n % 2 for n in range(40)] + [1 - t for t in truths] * with_lookalikes
+        index = ReferenceIndex(16)
+        ids = np.arange(len(vectors))
+        index.add(ids, vectors, np.array(types), ids, [str(i) for i in ids])
+        return fit_scoring(index, queries, groups, truths, cues).type_depth
+
+    assert fitted_depth(with_lookalikes=True) > 1
+    assert fitted_depth(with_lookalikes=False) == 1

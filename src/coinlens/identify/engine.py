@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -20,6 +21,7 @@ from sqlalchemy import select
 from coinlens.catalog import CoinType, Home, Image, ModelVersion, Specimen
 from coinlens.catalog import type_references as catalog_type_references
 from coinlens.identify.scoring import (
+    TYPE_DEPTHS,
     Calibration,
     CueStats,
     Suggestion,
@@ -275,6 +277,27 @@ def sync_index(
     return index
 
 
+@dataclass
+class ReferenceTallies:
+    """How many references each type has, and the images of each specimen and content hash."""
+
+    per_type: Counter[int]
+    rare: dict[int, int]  # types with fewer references than the deepest type score averages
+    by_specimen: dict[int, list[int]]
+    by_sha: dict[str, list[int]]
+
+    @classmethod
+    def of(cls, index: ReferenceIndex) -> ReferenceTallies:
+        per_type = Counter(index.type_of.values())
+        by_specimen: dict[int, list[int]] = defaultdict(list)
+        by_sha: dict[str, list[int]] = defaultdict(list)
+        for image_id, specimen_id in index.specimen_of.items():
+            by_specimen[specimen_id].append(image_id)
+            by_sha[index.sha_of[image_id]].append(image_id)
+        rare = {t: n for t, n in per_type.items() if n < max(TYPE_DEPTHS)}
+        return cls(per_type, rare, dict(by_specimen), dict(by_sha))
+
+
 class Matcher:
     """Neighbours -> per-type scores per image -> combined per specimen -> ranked, decided."""
 
@@ -291,6 +314,7 @@ class Matcher:
         self.neighbours = neighbours
         self.verifier = verifier
         self._cue_stats: tuple[int, CueStats] | None = None
+        self._tallies: tuple[int, ReferenceTallies] | None = None
 
     def cue_stats(self) -> CueStats:
         """Per-type cue statistics of the references, refreshed when the index changes."""
@@ -298,6 +322,22 @@ class Matcher:
             stats = CueStats.from_references(*self.index.cue_table())
             self._cue_stats = (self.index.generation, stats)
         return self._cue_stats[1]
+
+    def available(self, excluded: tuple[set[int], set[str]] | None = None) -> dict[int, int]:
+        """References per type that may count, for types with fewer than ``max(TYPE_DEPTHS)``
+        (``image_type_scores``' ``available``), without those ``excluded`` (specimens, sha256s)."""
+        if self._tallies is None or self._tallies[0] != self.index.generation:
+            self._tallies = (self.index.generation, ReferenceTallies.of(self.index))
+        tallies = self._tallies[1]
+        if not excluded:
+            return tallies.rare
+        gone = {i for s in excluded[0] for i in tallies.by_specimen.get(s, ())}
+        gone |= {i for sha in excluded[1] for i in tallies.by_sha.get(sha, ())}
+        out = dict(tallies.rare)
+        for image_id in gone:
+            type_id = self.index.type_of[image_id]
+            out[type_id] = out.get(type_id, tallies.per_type[type_id]) - 1
+        return out
 
     def match(
         self,
@@ -328,6 +368,7 @@ class Matcher:
         results = []
         for g, rows in enumerate(groups):
             per_image = []
+            available = self.available(exclude[g] if exclude else None)
             for row in rows:
                 sims, neighbour_ids = similarities[row], ids[row]
                 if exclude:
@@ -344,7 +385,11 @@ class Matcher:
                     sims, neighbour_ids = sims[keep], neighbour_ids[keep]
                 sims, neighbour_ids = sims[:depth], neighbour_ids[:depth]
                 scored = image_type_scores(
-                    sims[: self.neighbours], neighbour_ids[: self.neighbours], self.index.type_of
+                    sims[: self.neighbours],
+                    neighbour_ids[: self.neighbours],
+                    self.index.type_of,
+                    depth=calibration.type_depth,
+                    available=available,
                 )
                 if verifier is not None and query_crop is not None and scored[0]:
                     values = np.array(list(scored[0].values()))
@@ -360,6 +405,8 @@ class Matcher:
                             sims[: self.neighbours],
                             neighbour_ids[: self.neighbours],
                             self.index.type_of,
+                            depth=calibration.type_depth,
+                            available=available,
                         )
                 per_image.append(scored)
             plain, evidence = combine_images(per_image)
