@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from coinlens.identify.engine import Matcher
@@ -126,3 +127,16 @@ def test_calibration_keeps_verification_only_where_it_helps(tmp_path: Path) -> N
         )
         assert verifier.verified > 0
         assert (calibration.verify_weight > 0) is kept
+
+
+def test_a_verified_reference_rises_however_far_down_the_embedding_put_it() -> None:
+    from coinlens.identify.verify import FULL_INLIERS, MIN_INLIERS, lifted
+
+    best = 0.9
+    # the same coin, matched by many keypoints, from far down the ranking: above the best
+    assert lifted(0.3, best, FULL_INLIERS, weight=0.5) == pytest.approx(best + 0.5)
+    # chance matches change nothing; a few matches lift part way
+    assert lifted(0.3, best, MIN_INLIERS) == 0.3
+    assert 0.3 < lifted(0.3, best, (MIN_INLIERS + FULL_INLIERS) // 2) < best + 0.5
+    # the best neighbour itself, fully verified, gains the weight
+    assert lifted(best, best, FULL_INLIERS, weight=0.5) == pytest.approx(best + 0.5)
