@@ -85,14 +85,14 @@ def test_calibration_keeps_verification_only_where_it_helps(tmp_path: Path) -> N
     import io
 
     from coinlens.identify.engine import CropRef
-    from coinlens.identify.training import VERIFY_FIT_MIN, calibrate
+    from coinlens.identify.training import calibrate
     from coinlens.storage import LocalStore
 
     crops, types = _references()
     index, _ = _index(crops, types)
     store = LocalStore(tmp_path)
     rng = np.random.default_rng(5)
-    count = VERIFY_FIT_MIN + 6
+    count = 56
     vectors = rng.normal(size=(count, 64)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
 
