@@ -105,7 +105,7 @@ def image_type_scores(
     evidence (``per_type`` best references); and that floor.
 
     With ``depth`` > 1 one lookalike of another type outweighs less than a type's several close
-    references (``Calibration.type_depth``, fitted: euro-kaa 5, top-1 0.912 -> 0.926 with the
+    references (``Calibration.type_depth``, fitted: euro-kaa 5, top-1 0.912 -> 0.927 with the
     same model; cash coins, a few pictures per type, 1). A type with fewer references than
     ``depth`` (``available[type]``: those it has that may count) averages over those it has,
     so a type known from one coin competes on that coin alone."""
