@@ -140,3 +140,18 @@ def test_a_verified_reference_rises_however_far_down_the_embedding_put_it() -> N
     assert 0.3 < lifted(0.3, best, (MIN_INLIERS + FULL_INLIERS) // 2) < best + 0.5
     # the best neighbour itself, fully verified, gains the weight
     assert lifted(best, best, FULL_INLIERS, weight=0.5) == pytest.approx(best + 0.5)
+
+    # re-scoring a shortlist: the coin the query shows, last by the embedding, comes first
+    crops, _ = _references()
+    target = 17
+    query = np.asarray(
+        Image.fromarray(crops[target])
+        .rotate(40, resample=Image.Resampling.BILINEAR, fillcolor=(128, 128, 128))
+        .resize((240, 240))
+    )
+    shortlist = np.array([3, 9, 25, target])
+    verifier = KeypointVerifier(lambda i: crops[i], shortlist=4)
+    similarities, ids = verifier.rescore(
+        query, np.array([best, 0.85, 0.8, 0.2], np.float32), shortlist, weight=0.5
+    )
+    assert ids[0] == target and similarities[0] > best

@@ -40,7 +40,7 @@ from coinlens.model.embedder import Embedder
 from coinlens.model.train import TrainConfig, train_embedding
 from coinlens.model.transforms import relit
 from coinlens.storage import ObjectStore
-from coinlens.vision.cues import SIZE_FEATURE, crop_cues, cue_features
+from coinlens.vision.cues import CUE_NAMES, SIZE_FEATURE, crop_cues, cue_features
 
 
 class TrainingError(RuntimeError):
@@ -113,7 +113,8 @@ def relit_cues(
         framed = [r.framed for r in chunk]
         for draw in range(draws):
             out[draw].append(crop_cues(relit(crops, seed=draw), framed))
-    return [np.concatenate(parts) if parts else np.zeros((0, 4), np.float32) for parts in out]
+    empty = np.zeros((0, len(CUE_NAMES)), np.float32)
+    return [np.concatenate(parts) if parts else empty for parts in out]
 
 
 def fit_scoring(
@@ -258,16 +259,20 @@ def calibrate_pretrained(
     if not refs:
         return model.calibration
     vectors = index.vectors([r.image_id for r in refs])
+    cues = _cues_of(index, refs)
     calibration, scores = calibrate(
         index,
         refs,
         vectors,
-        query_cues=_cues_of(index, refs),
+        query_cues=cues,
         target_precision=target_precision,
         leave_one_out=True,
         verifier=store_verifier(home),
         store=home.store,
-        relit_query_cues=relit_cues(home.store, refs, model.embedder.input_size),
+        # the colour fit needs them only where the index holds the coins' cues
+        relit_query_cues=(
+            relit_cues(home.store, refs, model.embedder.input_size) if cues is not None else ()
+        ),
     )
     with home.catalog.session() as session:
         version = session.get(ModelVersion, model.version.id)
