@@ -155,3 +155,74 @@ def test_a_verified_reference_rises_however_far_down_the_embedding_put_it() -> N
         query, np.array([best, 0.85, 0.8, 0.2], np.float32), shortlist, weight=0.5
     )
     assert ids[0] == target and similarities[0] > best
+
+
+def _pair_photo(front: np.ndarray, back: np.ndarray) -> np.ndarray:
+    """Two sides stacked on a white card, as catalogue photos show them."""
+    card = Image.new("RGB", (320, 640), (250, 250, 248))
+    card.paste(Image.fromarray(front).resize((300, 300)), (10, 10))
+    card.paste(Image.fromarray(back).resize((300, 300)), (10, 330))
+    return np.asarray(card)
+
+
+def test_a_side_of_a_pair_photo_is_verified_on_the_whole_photo_too() -> None:
+    """A side crop with nothing to match (cut badly, or a tiny thumbnail) still finds the
+    reference whose pair photo its own photo rescans; a reference without a pair photo is
+    compared crop to crop only."""
+    from coinlens.identify.verify import CoinViews
+
+    crops, _ = _references()
+    target = 17
+    views = {
+        i: CoinViews(crops[i], _pair_photo(crops[i], crops[(i + 1) % len(crops)]))
+        for i in (3, 9, target)
+    }
+    views[25] = CoinViews(crops[25])
+    rescan = Image.fromarray(views[target].picture).resize((200, 400))
+    blank = np.full((240, 240, 3), 128, np.uint8)
+    shortlist = np.array([3, 9, 25, target])
+    similarities = np.array([0.9, 0.85, 0.8, 0.2], np.float32)
+
+    verifier = KeypointVerifier(views.__getitem__, shortlist=4)
+    lifted_up, ids = verifier.rescore(
+        CoinViews(blank, np.asarray(rescan)), similarities, shortlist, weight=0.5
+    )
+    assert ids[0] == target and lifted_up[0] > 0.9
+
+    # the crop alone finds nothing: the order stays the embedding's
+    _, ids = verifier.rescore(CoinViews(blank), similarities, shortlist, weight=0.5)
+    assert list(ids) == list(shortlist)
+
+
+def test_pair_photos_reach_the_verifier_from_ingest_and_upload(cli, home: Path, tmp_path) -> None:
+    """Ingested sides of a pair photo are verified with that photo, and so is an uploaded one;
+    a single coin has its crop alone."""
+    from coinlens.catalog import Home
+    from coinlens.catalog import Image as ImageRow
+    from coinlens.identify.engine import store_verifier
+    from coinlens.identify.service import coins_in_photo
+
+    crops, _ = _references()
+    folder = tmp_path / "refs" / "RRC 1-1"
+    folder.mkdir(parents=True)
+    pair = Image.fromarray(_pair_photo(crops[0], crops[1]))
+    pair.save(folder / "pair.jpg", quality=92)
+    Image.fromarray(crops[2]).save(folder / "single.jpg", quality=92)
+    result = cli("ingest", tmp_path / "refs", "--home", home)
+    assert result.exit_code == 0, result.output
+
+    opened = Home.open(home)
+    with opened.catalog.reader() as session:
+        images = session.query(ImageRow).order_by(ImageRow.id).all()
+        layouts = {row.id: (row.crop or {}).get("layout") for row in images}
+    assert sorted(layouts.values()) == ["crop", "pair", "pair"], layouts
+    verifier = store_verifier(opened)
+    for image_id, layout in layouts.items():
+        points = verifier.reference(image_id)
+        assert (points.picture is not None) is (layout == "pair")
+        assert len(points.crop) > 0
+
+    uploaded = coins_in_photo((folder / "pair.jpg").read_bytes(), max_pixels=10**8)
+    assert len(uploaded) == 2 and all(c.picture_jpeg for c in uploaded)
+    single = coins_in_photo((folder / "single.jpg").read_bytes(), max_pixels=10**8)
+    assert len(single) == 1 and single[0].picture_jpeg is None

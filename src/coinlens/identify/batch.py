@@ -30,8 +30,8 @@ from coinlens.identify.engine import (
     crop_refs,
     embed_loaded,
     load_crops,
+    ref_views,
 )
-from coinlens.identify.verify import decode_crop
 from coinlens.ingest import IngestItem
 from coinlens.storage import atomic_open
 
@@ -149,7 +149,7 @@ def identify_specimens(
                 vectors,
                 [groups_by_specimen[s] for s in specimens],
                 top_k=top_k,
-                query_crop=lambda row, refs=refs: decode_crop(home.store.get(refs[row].crop_key)),
+                query_crop=lambda row, refs=refs: ref_views(home.store, refs[row]),
                 query_cues=cues,
             )
             with home.catalog.session() as session:

@@ -31,7 +31,7 @@ from coinlens.identify.scoring import (
     rank,
     softmax,
 )
-from coinlens.identify.verify import KeypointVerifier, decode_crop
+from coinlens.identify.verify import CoinViews, KeypointVerifier, decode_views
 from coinlens.index import DEFAULT_SHARD, ReferenceIndex
 from coinlens.model.embedder import Embedder
 from coinlens.model.network import DEFAULT_BACKBONE
@@ -57,6 +57,7 @@ class CropRef:
     type_id: int | None = None
     framed: bool = False  # cut as a fixed window around the coin: its size in the crop is a cue
     collection: str = DEFAULT_SHARD  # the index shard its type belongs to (``index_shard_by``)
+    picture_key: str | None = None  # the whole photo, where the crop is one side of a pair photo
 
 
 def crop_refs(rows: Iterable[tuple[Image, Specimen]]) -> list[CropRef]:
@@ -73,9 +74,16 @@ def crop_refs(rows: Iterable[tuple[Image, Specimen]]) -> list[CropRef]:
                 sha256=image.sha256,
                 type_id=specimen.type_id,
                 framed=crop.get("layout") == "crop",
+                picture_key=image.key if crop.get("layout") == "pair" else None,
             )
         )
     return refs
+
+
+def ref_views(store: ObjectStore, ref: CropRef) -> CoinViews:
+    """A stored crop's views for keypoint verification (its pair photo too, where cut from one)."""
+    picture = store.get(ref.picture_key) if ref.picture_key else None
+    return decode_views(store.get(ref.crop_key), picture)
 
 
 def series_of(reference: str) -> str:
@@ -346,16 +354,16 @@ class Matcher:
         *,
         top_k: int = 5,
         exclude: Sequence[tuple[set[int], set[str]]] | None = None,
-        query_crop: Callable[[int], np.ndarray] | None = None,
+        query_crop: Callable[[int], CoinViews | np.ndarray] | None = None,
         query_cues: np.ndarray | None = None,
         calibration: Calibration | None = None,
     ) -> list[tuple[list[Suggestion], str, dict[int, float]]]:
         """For each group of rows of ``vectors`` (the images of one specimen): suggestions, the
         decision, and the type scores. ``exclude[g]`` = (specimen ids, sha256s) never to count
         as neighbours of group g (the specimen itself and exact copies, in leave-one-out).
-        ``query_crop(row)`` gives a row's crop for keypoint verification, when a verifier is set;
-        ``query_cues[row]`` its physical cues (``coinlens.vision.cues``), weighed as the
-        calibration (default: the matcher's) says."""
+        ``query_crop(row)`` gives a row's ``CoinViews`` (or crop) for keypoint verification, when
+        a verifier is set; ``query_cues[row]`` its physical cues (``coinlens.vision.cues``),
+        weighed as the calibration (default: the matcher's) says."""
         calibration = calibration or self.calibration
         use_cues = query_cues is not None and (calibration.size_weight or calibration.colour_weight)
         stats = self.cue_stats() if use_cues else None
@@ -448,15 +456,19 @@ class Matcher:
 
 
 def store_verifier(home: Home) -> KeypointVerifier:
-    """A verifier that reads reference crops from the home's store by image id."""
-    keys: dict[int, str] = {}
+    """A verifier that reads reference crops (and pair photos) from the home's store by image id."""
+    keys: dict[int, tuple[str, str | None]] = {}
 
-    def load(image_id: int) -> np.ndarray:
+    def load(image_id: int) -> CoinViews:
         if image_id not in keys:
             with home.catalog.reader() as session:
                 image = session.get(Image, image_id)
-                keys[image_id] = (image.crop or {}).get("key") or image.key
-        return decode_crop(home.store.get(keys[image_id]))
+                crop = image.crop or {}
+                picture = image.key if crop.get("layout") == "pair" else None
+                keys[image_id] = (crop.get("key") or image.key, picture)
+        crop_key, picture_key = keys[image_id]
+        picture = home.store.get(picture_key) if picture_key else None
+        return decode_views(home.store.get(crop_key), picture)
 
     return KeypointVerifier(load)
 

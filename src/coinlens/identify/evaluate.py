@@ -24,12 +24,12 @@ from PIL import ImageDraw, ImageFont
 
 from coinlens.identify.engine import CurrentModel, Matcher
 from coinlens.identify.scoring import coverage_at_precision
-from coinlens.identify.verify import KeypointVerifier, decode_crop
+from coinlens.identify.verify import CoinViews, KeypointVerifier, decode_views
 from coinlens.index import ReferenceIndex
 from coinlens.ingest import IngestError, Problem, scan_folder
 from coinlens.model.transforms import crop_to_array
 from coinlens.storage import atomic_write, sha256_hex
-from coinlens.vision import ImageLoadError, load_image
+from coinlens.vision import ImageLoadError, encode_jpeg, load_image
 from coinlens.vision.cues import crop_cues
 from coinlens.vision.keypoints import FEATURE_SIZE
 from coinlens.vision.localise import crop_coin, locate_coins
@@ -46,10 +46,16 @@ class LabelledSet:
     shas: list[str] = field(default_factory=list)
     crops: list[np.ndarray] = field(default_factory=list)  # one entry per crop
     keypoint_crops: list[bytes] = field(default_factory=list)  # JPEG at keypoint resolution
+    keypoint_pictures: dict[int, bytes] = field(default_factory=dict)  # group -> its pair photo
     rounds: list[bool] = field(default_factory=list)
     framed: list[bool] = field(default_factory=list)  # layout "crop": size in the frame is a cue
     group_of_crop: list[int] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+
+    def views(self, row: int) -> CoinViews:
+        """Crop ``row``'s views for keypoint verification (``verify.CoinViews``)."""
+        picture = self.keypoint_pictures.get(self.group_of_crop[row])
+        return decode_views(self.keypoint_crops[row], picture)
 
     @property
     def groups(self) -> list[list[int]]:
@@ -82,12 +88,14 @@ def load_labelled(
         out.paths.append(item.path)
         out.labels.append(item.type_reference)
         out.shas.append(sha256_hex(data))
+        if layout.kind == "pair":
+            whole = image.copy()
+            whole.thumbnail((FEATURE_SIZE, FEATURE_SIZE))
+            out.keypoint_pictures[group] = encode_jpeg(whole, quality=90)
         for box in boxes:
             crop = crop_coin(image, box, max_size=FEATURE_SIZE)
             out.crops.append(crop_to_array(crop, size))
-            buffer = io.BytesIO()
-            crop.save(buffer, format="JPEG", quality=90)
-            out.keypoint_crops.append(buffer.getvalue())
+            out.keypoint_crops.append(encode_jpeg(crop, quality=90))
             out.rounds.append(box.round)
             out.framed.append(layout.kind == "crop")
             out.group_of_crop.append(group)
@@ -164,7 +172,7 @@ def evaluate(
     )
     verifier = None
     if verify:
-        verifier = KeypointVerifier(lambda i: decode_crop(references.keypoint_crops[i]))
+        verifier = KeypointVerifier(references.views)
     matcher = Matcher(index, model.calibration, verifier=verifier)
     started = time.perf_counter()
     if leave_one_out:
@@ -182,7 +190,7 @@ def evaluate(
         [all_groups[g] for g in selected],
         top_k=max(top_k, 5),
         exclude=exclude,
-        query_crop=lambda row: decode_crop(queries.keypoint_crops[row]),
+        query_crop=queries.views,
         query_cues=cues,
     )
     seconds = time.perf_counter() - started

@@ -32,11 +32,12 @@ from coinlens.identify.engine import (
     with_collections,
 )
 from coinlens.identify.scoring import Suggestion
-from coinlens.identify.verify import decode_crop
+from coinlens.identify.verify import decode_views
 from coinlens.index import ReferenceIndex
 from coinlens.model.transforms import crop_to_array
 from coinlens.vision import encode_jpeg, load_image
 from coinlens.vision.cues import crop_cues
+from coinlens.vision.keypoints import FEATURE_SIZE
 from coinlens.vision.localise import coin_sides, crop_coin, locate_coins
 
 
@@ -52,6 +53,7 @@ class QueryCoin:
     side: str
     round: bool = True
     framed: bool = False  # a fixed window around the coin (layout "crop"): its size is a cue
+    picture_jpeg: bytes | None = None  # the whole photo, where this side was cut from a pair
 
 
 def coins_in_photo(data: bytes, side: str = "unknown", *, max_pixels: int) -> list[QueryCoin]:
@@ -62,11 +64,21 @@ def coins_in_photo(data: bytes, side: str = "unknown", *, max_pixels: int) -> li
     """
     loaded = load_image(data, max_pixels=max_pixels)
     layout = locate_coins(loaded.rgb)
+    sides = coin_sides(layout, side)
+    picture = None
+    if layout.kind == "pair":  # verified as a whole photo too (``verify.CoinViews``)
+        whole = loaded.rgb.copy()
+        whole.thumbnail((FEATURE_SIZE, FEATURE_SIZE))
+        picture = encode_jpeg(whole)
     return [
         QueryCoin(
-            encode_jpeg(crop_coin(loaded.rgb, box)), coin_side, box.round, layout.kind == "crop"
+            encode_jpeg(crop_coin(loaded.rgb, box)),
+            coin_side,
+            box.round,
+            layout.kind == "crop",
+            picture,
         )
-        for coin_side, box in coin_sides(layout, side)
+        for coin_side, box in sides
     ]
 
 
@@ -175,7 +187,7 @@ class Identifier:
                 vectors,
                 [list(range(len(coins)))],
                 top_k=top_k,
-                query_crop=lambda row: decode_crop(coins[row].crop_jpeg),
+                query_crop=lambda row: decode_views(coins[row].crop_jpeg, coins[row].picture_jpeg),
                 query_cues=crop_cues(arrays, [c.framed for c in coins]),
             )
         return self.describe(suggestions, decision)

@@ -25,6 +25,7 @@ from coinlens.identify.engine import (
     catalogued_crops,
     embed_refs,
     load_crops,
+    ref_views,
     store_verifier,
 )
 from coinlens.identify.scoring import (
@@ -34,7 +35,7 @@ from coinlens.identify.scoring import (
     fit_calibration,
     fit_temperature,
 )
-from coinlens.identify.verify import KeypointVerifier, decode_crop
+from coinlens.identify.verify import KeypointVerifier
 from coinlens.index import ReferenceIndex
 from coinlens.model.embedder import Embedder
 from coinlens.model.train import TrainConfig, train_embedding
@@ -209,8 +210,7 @@ def calibrate(
     weights = Calibration()
     if query_cues is not None and truths:
         weights = fit_scoring(index, vectors, groups, truths, query_cues, exclude, relit_query_cues)
-    crop_of = {row: queries[row].crop_key for group in groups for row in group}
-    query_crop = (lambda row: decode_crop(store.get(crop_of[row]))) if store else None
+    query_crop = (lambda row: ref_views(store, queries[row])) if store else None
 
     def match(trial: Calibration) -> list:
         return Matcher(index, trial, verifier=verifier).match(

@@ -13,6 +13,12 @@ rescanned at another size or crop: the cash-coin catalogue's case). In a small c
 all references' descriptors (a faiss search) and verifies the most voted references too, as
 classic instance retrieval does. Above the limit that search would cost more than the embedding
 saves, and the shortlist alone is verified.
+
+A side cut from a photo of both sides (layout ``pair``) is also matched as that whole photo
+against the other pair photos (``CoinViews``), and the better count stands: rescans and thumbnails
+of one catalogue picture are split at slightly different places and a small side crop holds few
+keypoints, while the whole photo holds both sides' (cash coins: 21 inliers on the photos where
+the side crops had 3 to 8; leave-one-out top-1 0.904 -> 0.921).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import io
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,10 +51,56 @@ VOTE_CANDIDATES = 30  # most voted references verified beside the shortlist (15:
 
 
 def decode_crop(data: bytes) -> np.ndarray:
-    """A stored crop (JPEG bytes) as RGB at the keypoint resolution."""
-    image = PILImage.open(io.BytesIO(data)).convert("RGB")
+    """A stored crop or photo (encoded bytes) as RGB at the keypoint resolution."""
+    image = PILImage.open(io.BytesIO(data))
+    image.draft("RGB", (FEATURE_SIZE, FEATURE_SIZE))  # a large JPEG decodes at a fraction
+    image = image.convert("RGB")
     image.thumbnail((FEATURE_SIZE, FEATURE_SIZE))
     return np.asarray(image)
+
+
+@dataclass(frozen=True)
+class CoinViews:
+    """What one coin side is verified on: its crop and, for a side cut from a photo of both
+    sides (layout ``pair``), that whole photo."""
+
+    crop: np.ndarray
+    picture: np.ndarray | None = None
+
+
+def decode_views(crop: bytes, picture: bytes | None = None) -> CoinViews:
+    """``CoinViews`` from a stored crop and, for one side of a pair photo, the stored photo."""
+    return CoinViews(decode_crop(crop), decode_crop(picture) if picture is not None else None)
+
+
+@dataclass(frozen=True)
+class ViewKeypoints:
+    """Keypoints of ``CoinViews``: the crop's, and the whole photo's where there is one."""
+
+    crop: Keypoints
+    picture: Keypoints | None = None
+
+
+def views_keypoints(views: CoinViews | np.ndarray) -> ViewKeypoints:
+    """Keypoints of each view (a bare array is a crop alone)."""
+    if not isinstance(views, CoinViews):
+        views = CoinViews(views)
+    picture = keypoints(views.picture) if views.picture is not None else None
+    return ViewKeypoints(keypoints(views.crop), picture)
+
+
+def view_inliers(query: ViewKeypoints, references: list[ViewKeypoints]) -> list[int]:
+    """Inliers of ``query`` with each reference: crop against crop and, where both come from
+    pair photos, photo against photo; the larger count."""
+    counts = inliers_many(query.crop, [r.crop for r in references])
+    if query.picture is None:
+        return counts
+    paired = [j for j, r in enumerate(references) if r.picture is not None]
+    if paired:
+        found = inliers_many(query.picture, [references[j].picture for j in paired])
+        for j, count in zip(paired, found, strict=True):
+            counts[j] = max(counts[j], count)
+    return counts
 
 
 def verified_share(count: int) -> float:
@@ -83,11 +136,12 @@ def _descriptor_pool(descriptors: np.ndarray) -> Any:
 
 
 class KeypointVerifier:
-    """Keypoints of references computed once (bounded cache), matched against each query."""
+    """Keypoints of references computed once (bounded cache), matched against each query.
+    ``load_reference(image_id)``: the reference's ``CoinViews`` (or its crop alone)."""
 
     def __init__(
         self,
-        load_reference: Callable[[int], np.ndarray],
+        load_reference: Callable[[int], CoinViews | np.ndarray],
         *,
         shortlist: int = SHORTLIST,
         confident: float = CONFIDENT,
@@ -97,16 +151,16 @@ class KeypointVerifier:
         self._load = load_reference
         self.shortlist = shortlist
         self.confident = confident
-        self._cache: OrderedDict[int, Keypoints] = OrderedDict()
+        self._cache: OrderedDict[int, ViewKeypoints] = OrderedDict()
         self._cache_size = cache_size
         self.verified = 0
         self.vote_limit = vote_limit
         self._pool: tuple[int, int, Any, np.ndarray] | None = None  # (id(index), generation, ...)
 
-    def reference(self, image_id: int) -> Keypoints:
+    def reference(self, image_id: int) -> ViewKeypoints:
         found = self._cache.get(image_id)
         if found is None:
-            found = keypoints(self._load(image_id))
+            found = views_keypoints(self._load(image_id))
             self._cache[image_id] = found
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
@@ -121,7 +175,7 @@ class KeypointVerifier:
             return None
         if self._pool is None or self._pool[:2] != (id(index), index.generation):
             ids = sorted(index.type_of)
-            descriptors = [self.reference(i).descriptors[:VOTE_DESCRIPTORS] for i in ids]
+            descriptors = [self.reference(i).crop.descriptors[:VOTE_DESCRIPTORS] for i in ids]
             owners = np.concatenate(
                 [np.full(len(d), i, np.int64) for i, d in zip(ids, descriptors, strict=True)]
                 or [np.zeros(0, np.int64)]
@@ -153,25 +207,28 @@ class KeypointVerifier:
 
     def rescore(
         self,
-        query: np.ndarray,
+        query: CoinViews | np.ndarray,
         similarities: np.ndarray,
         image_ids: np.ndarray,
         *,
         extra: Callable[[Keypoints, set[int]], Iterable[tuple[int, float]]] | None = None,
         weight: float = VERIFY_WEIGHT,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Similarities of the shortlist raised by their inlier counts, re-sorted. ``extra``
+        """Similarities of the shortlist raised by their inlier counts, re-sorted. ``query``: the
+        query side's ``CoinViews`` (or its crop alone). ``extra``
         (the query's keypoints, the shortlist's ids) -> more (image id, similarity) candidates
         to verify and rank beside the shortlist (the descriptor vote's); ``weight``: the most
         a reference's similarity can gain."""
         self.verified += 1
-        query_points = keypoints(query)
+        query_points = views_keypoints(query)
         adjusted = similarities.astype(np.float32).copy()
         image_ids = np.asarray(image_ids)
         positions = [p for p in range(min(self.shortlist, len(image_ids))) if image_ids[p] >= 0]
         if extra is not None:
             shortlisted = {int(image_ids[p]) for p in positions}
-            more = [(i, s) for i, s in extra(query_points, shortlisted) if i not in shortlisted]
+            more = [
+                (i, s) for i, s in extra(query_points.crop, shortlisted) if i not in shortlisted
+            ]
             if more:
                 start = len(image_ids)
                 image_ids = np.concatenate([image_ids, np.array([i for i, _ in more])])
@@ -179,7 +236,7 @@ class KeypointVerifier:
                 positions += list(range(start, len(image_ids)))
         references = [self.reference(int(image_ids[p])) for p in positions]
         best = float(adjusted[positions].max()) if positions else 0.0
-        for position, count in zip(positions, inliers_many(query_points, references), strict=True):
+        for position, count in zip(positions, view_inliers(query_points, references), strict=True):
             adjusted[position] = lifted(float(adjusted[position]), best, count, weight)
         order = np.argsort(-adjusted, kind="stable")
         return adjusted[order], image_ids[order]
