@@ -76,3 +76,20 @@ def test_stacked_cash_coin_images_are_split(data_root: Path) -> None:
         layout = locate_coins(load_image((root / row["path"]).read_bytes()).rgb)
         pairs += layout.kind == "pair"
     assert tall and pairs / len(tall) >= 0.5, (pairs, len(tall))
+
+
+def test_two_sides_filling_a_long_frame_are_split() -> None:
+    """A thumbnail twice as tall (or wide) as it is wide, both sides filling it and no plain
+    background, is a pair of squares, not one central square through both coins."""
+    crops = sorted((SAMPLE / "references" / "1e").glob("*.jpg"))[:2]
+    sides = [load_image(p.read_bytes()).rgb.resize((50, 50)) for p in crops]
+    stacked = Image.new("RGB", (50, 100))
+    stacked.paste(sides[0], (0, 0))
+    stacked.paste(sides[1], (0, 50))
+    layout = locate_coins(stacked)
+    assert layout.kind == "pair"
+    assert [(b.x, b.y, b.size) for b in layout.boxes] == [(0, 0, 50), (0, 50, 50)]
+    wide = locate_coins(stacked.transpose(Image.Transpose.ROTATE_90))
+    assert wide.kind == "pair" and {b.y for b in wide.boxes} == {0}
+    # a square crop stays one coin
+    assert locate_coins(sides[0]).kind == "crop"

@@ -3,7 +3,8 @@
 Three kinds of photo reach coinlens:
 
 - a *crop*: one coin filling the frame, neighbours often intruding at the edges (phone crops, or a
-  collection's own cut-outs); the coin is the circle nearest the centre, or the whole frame;
+  collection's own cut-outs); the coin is the circle nearest the centre, or the whole frame; a
+  frame twice as long as it is wide holds two sides filling it, one square each;
 - a *catalogue photo*: one coin, or its obverse and reverse side by side or stacked, on a plain
   background;
 - a *tray*: many coins on paper, cloth or a table.
@@ -22,6 +23,7 @@ from PIL import Image
 
 WORK_SIZE = 640  # long side, px, at which detection runs
 TRAY_MIN_SIZE = 400  # px: smaller pictures are never trays
+PAIR_FRAME = (1.85, 2.15)  # long side / short side of a crop that holds two sides
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,23 @@ def _frame(pixels: np.ndarray, scale: float) -> Box:
     return Box(round(x / scale), round(y / scale), round(side / scale), round(side / scale), True)
 
 
+def _framed(pixels: np.ndarray, scale: float) -> Layout:
+    """A crop: one coin in the central square, or, in a frame about twice as long as it is
+    wide, two sides filling it, stacked or side by side (cash-coin thumbnails: the central
+    square of a 47x100 picture cuts through both coins)."""
+    h, w = pixels.shape[:2]
+    side = min(h, w)
+    if PAIR_FRAME[0] <= max(h, w) / side <= PAIR_FRAME[1]:
+        size = round(side / scale)
+        first = Box(0, 0, size, size, True)
+        if h > w:
+            second = Box(0, round((h - side) / scale), size, size, True)
+        else:
+            second = Box(round((w - side) / scale), 0, size, size, True)
+        return Layout("pair", (first, second))
+    return Layout("crop", (_frame(pixels, scale),))
+
+
 def _fills_frame(box: Box, width: int, height: int) -> bool:
     """One centred coin taking most of a near-square picture: the picture is already a crop."""
     side = min(width, height)
@@ -207,10 +226,10 @@ def locate_coins(image: Image.Image) -> Layout:
         if len(small) >= 3 and max(image.size) >= TRAY_MIN_SIZE:
             boxes = _suppress_nested([_circle_box(cx, cy, r, scale) for cx, cy, r in small])
             return Layout("tray", tuple(_reading_order(boxes)))
-        return Layout("crop", (_frame(pixels, scale),))
+        return _framed(pixels, scale)
     boxes = _suppress_nested(_segment(pixels, background, scale))
     if not boxes:
-        return Layout("crop", (_frame(pixels, scale),))
+        return _framed(pixels, scale)
     if len(boxes) == 1:
         if _fills_frame(boxes[0], image.width, image.height):
             return Layout("crop", (_frame(pixels, scale),))
