@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image as PILImage
+from PIL import ImageOps
 
+from coinlens.vision import to_rgb8
 from coinlens.vision.keypoints import FEATURE_SIZE, Keypoints, inliers_many, keypoints
 
 if TYPE_CHECKING:
@@ -51,10 +53,10 @@ VOTE_CANDIDATES = 30  # most voted references verified beside the shortlist (15:
 
 
 def decode_crop(data: bytes) -> np.ndarray:
-    """A stored crop or photo (encoded bytes) as RGB at the keypoint resolution."""
+    """A stored crop or photo (encoded bytes) as upright 8-bit RGB at the keypoint resolution."""
     image = PILImage.open(io.BytesIO(data))
     image.draft("RGB", (FEATURE_SIZE, FEATURE_SIZE))  # a large JPEG decodes at a fraction
-    image = image.convert("RGB")
+    image = to_rgb8(ImageOps.exif_transpose(image) or image)
     image.thumbnail((FEATURE_SIZE, FEATURE_SIZE))
     return np.asarray(image)
 
