@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from coinlens.catalog import Home, ModelVersion, Specimen, Suggestion
+from coinlens.identify.scoring import SIMILARITY_WEIGHTS
 from databases import ENGINES, catalogue_url_for, point_home_at
 from helpers import make_image
 
@@ -62,6 +63,8 @@ def test_train_saves_a_calibrated_version(trained) -> None:
         assert opened.store.exists(f"indexes/model-{version.id}/references.npz")
         calibration = version.metrics["calibration"]
         assert calibration["n_heldout"] > 0 and 0 < calibration["temperature"] < 1
+        # fitted on the held-out coins, as photographed and re-lit
+        assert calibration["similarity_weight"] in SIMILARITY_WEIGHTS
 
 
 def test_identify_writes_suggestions_and_results(cli, trained, tmp_path: Path) -> None:

@@ -153,3 +153,54 @@ def test_metal_hue_survives_a_vivid_photo() -> None:
     assert changes[1] > changes[2] + 0.05
     silver = np.array(lab(60, 2), dtype=np.float32)
     assert set(stats.adjustments(silver, [1, 2], calibration).values()) == {0.0}
+
+
+def _shifted_coins(seed: int, n: int = 400) -> tuple[list[dict[int, float]], list[int], list]:
+    """Coins whose softmax is sure of itself; the wrong ones lie far from every reference
+    (photographed in odd light), which only their plain similarity shows."""
+    rng = np.random.default_rng(seed)
+    candidates, truths, similarities = [], [], []
+    for _ in range(n):
+        right = rng.random() > 0.15
+        top = rng.uniform(0.88, 0.97) if right else rng.uniform(0.70, 0.86)
+        margin = rng.uniform(0.02, 0.2)
+        candidates.append({0: top, 1: top - margin})
+        truths.append(0 if right else 1)
+        similarities.append(top)
+    return candidates, truths, similarities
+
+
+def test_similarity_counts_in_certainty_where_it_tells_wrong_from_right() -> None:
+    from coinlens.identify.scoring import fit_similarity_weight, ranking_auc
+
+    assert ranking_auc(np.array([3.0, 2.0, 1.0]), np.array([True, False, True])) == 0.5
+    assert ranking_auc(np.array([3.0, 1.0]), np.array([True, False])) == 1.0
+    assert ranking_auc(np.array([1.0, 1.0]), np.array([True, False])) == 0.5
+
+    candidates, truths, similarities = _shifted_coins(0)
+    weight = fit_similarity_weight([(candidates, similarities)], truths, 0.05)
+    assert weight > 0
+    # the similarity says nothing: the log-odds alone
+    flat = [0.9] * len(truths)
+    assert fit_similarity_weight([(candidates, flat)], truths, 0.05) == 0.0
+
+    # fitted with it, the far coins are less sure than the near ones of the same margin
+    calibration = fit_calibration(
+        candidates,
+        truths,
+        target_precision=0.95,
+        top_similarities=similarities,
+        base=Calibration(similarity_weight=weight),
+    )
+    assert calibration.similarity_weight == weight
+    near = rank({0: 0.95, 1: 0.85}, {0: [0], 1: [1]}, calibration, 2)[0]
+    far = rank({0: 0.80, 1: 0.70}, {0: [0], 1: [1]}, calibration, 2)[0]
+    assert near.log_odds == pytest.approx(far.log_odds)
+    assert far.certainty < near.certainty and far.score <= near.score
+    # and on coins like these the most certain are right more often than the most probable
+    test, test_truths, _ = _shifted_coins(1)
+    right = np.array([max(c, key=c.get) == t for c, t in zip(test, test_truths, strict=True)])
+    ranked = [rank(c, {0: [0], 1: [1]}, calibration, 2)[0] for c in test]
+    by_certainty = coverage_at_precision(np.array([r.certainty for r in ranked]), right, 0.98)
+    by_odds = coverage_at_precision(np.array([r.log_odds for r in ranked]), right, 0.98)
+    assert by_certainty > by_odds

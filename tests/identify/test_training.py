@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from coinlens.identify.engine import CropRef
-from coinlens.identify.training import LIGHTING_DRAWS, fit_scoring, relit_cues
+from coinlens.identify.training import LIGHTING_DRAWS, fit_scoring, relit_coins
 from coinlens.index import ReferenceIndex
 from coinlens.storage import LocalStore
 from coinlens.vision.cues import crop_cues, cue_features
@@ -71,7 +71,7 @@ def _colour_weights(hues: tuple[float, float], tmp_path: Path) -> tuple[float, f
     cues = crop_cues(crops, [False] * len(crops))
     assert np.isfinite(cue_features(cues)[:, 1]).all()
     as_photographed = fit_scoring(index, vectors, groups, truths, cues)
-    relit = relit_cues(store, heldout, SIDE)
+    relit = [lit.cues for lit in relit_coins(store, heldout, SIDE)]
     assert len(relit) == LIGHTING_DRAWS and all(r.shape == cues.shape for r in relit)
     under_other_light = fit_scoring(index, vectors, groups, truths, cues, None, relit)
     return as_photographed.colour_weight, under_other_light.colour_weight

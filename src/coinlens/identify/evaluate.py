@@ -205,7 +205,7 @@ def evaluate(
     top5 = np.array(
         [t in [s.type_id for s in r[0][:5]] for r, t in zip(results, truths, strict=True)]
     )
-    odds = np.array([r[0][0].log_odds if r[0] else -np.inf for r in results])
+    certainty = np.array([r[0][0].certainty if r[0] else -np.inf for r in results])
     confidence = np.array([r[0][0].score if r[0] else 0.0 for r in results])
     accepted = np.array([r[1] == "auto_accept" for r in results])
     decisions = {
@@ -222,7 +222,7 @@ def evaluate(
         "top1": round(float(top1.mean()), 4) if len(top1) else 0.0,
         "top5": round(float(top5.mean()), 4) if len(top5) else 0.0,
         "coverage_at_precision": {
-            p: round(coverage_at_precision(odds, top1, float(p)), 4) for p in PRECISIONS
+            p: round(coverage_at_precision(certainty, top1, float(p)), 4) for p in PRECISIONS
         },
         "images_per_second": round(n_images / seconds, 1) if seconds else None,
         "at_calibrated_threshold": {

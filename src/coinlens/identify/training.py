@@ -33,6 +33,7 @@ from coinlens.identify.scoring import (
     Calibration,
     coin_log_losses,
     fit_calibration,
+    fit_similarity_weight,
     fit_temperature,
 )
 from coinlens.identify.verify import KeypointVerifier
@@ -101,21 +102,42 @@ COLOUR_WEIGHTS = (0.0, 0.001, 0.003, 0.01)
 LIGHTING_DRAWS = 6  # lightings the held-out coins' colour is measured under for the colour fit
 
 
-def relit_cues(
-    store: ObjectStore, refs: Sequence[CropRef], size: int, draws: int = LIGHTING_DRAWS
-) -> list[np.ndarray]:
-    """Cues of ``refs``' stored crops (decoded at ``size``, as for embedding) under each of
-    ``draws`` other lightings (``coinlens.model.transforms.relit``: one lighting for all the
-    crops of a draw), a few hundred crops at a time."""
-    out: list[list[np.ndarray]] = [[] for _ in range(draws)]
+@dataclass(frozen=True)
+class Relit:
+    """Coins photographed again under one other lighting: their cues and, where an embedder
+    was given, their embeddings."""
+
+    cues: np.ndarray
+    vectors: np.ndarray | None = None
+
+
+def relit_coins(
+    store: ObjectStore,
+    refs: Sequence[CropRef],
+    size: int,
+    embedder: Embedder | None = None,
+    draws: int = LIGHTING_DRAWS,
+) -> list[Relit]:
+    """``refs``' stored crops (decoded at ``size``, as for embedding) under each of ``draws``
+    other lightings (``coinlens.model.transforms.relit``: one lighting for all the crops of a
+    draw), measured (cues) and, with ``embedder``, embedded; a few hundred crops at a time."""
+    cues: list[list[np.ndarray]] = [[] for _ in range(draws)]
+    vectors: list[list[np.ndarray]] = [[] for _ in range(draws)]
     for start in range(0, len(refs), 256):
         chunk = refs[start : start + 256]
         crops = load_crops(store, chunk, size)
         framed = [r.framed for r in chunk]
         for draw in range(draws):
-            out[draw].append(crop_cues(relit(crops, seed=draw), framed))
-    empty = np.zeros((0, len(CUE_NAMES)), np.float32)
-    return [np.concatenate(parts) if parts else empty for parts in out]
+            lit = relit(crops, seed=draw)
+            cues[draw].append(crop_cues(lit, framed))
+            if embedder is not None:
+                vectors[draw].append(embedder.embed_arrays(lit, np.array([r.round for r in chunk])))
+    if not refs:
+        return [Relit(np.zeros((0, len(CUE_NAMES)), np.float32)) for _ in range(draws)]
+    return [
+        Relit(np.concatenate(c), np.concatenate(v) if embedder is not None else None)
+        for c, v in zip(cues, vectors, strict=True)
+    ]
 
 
 def fit_scoring(
@@ -133,7 +155,7 @@ def fit_scoring(
     others: eleven trials, not forty-eight.
 
     The colour weight is judged on ``relit_query_cues`` where given, the coins' colour measured
-    under other lightings (``relit_cues``), by the mean loss over them: held-out coins share the
+    under other lightings (``relit_coins``), by the mean loss over them: held-out coins share the
     references' light, and a weight fitted there trusts colour that the next tray's warmer lamp
     moves (the kaa test trays: top-1 0.890 with the weight so fitted, 0.912 without colour)."""
     matcher = Matcher(index, Calibration())
@@ -183,6 +205,11 @@ def clearly_better(tried: list, plain: list, truths: list[int]) -> bool:
     return bool(gains.mean() > 2 * gains.std(ddof=1) / np.sqrt(len(gains)))
 
 
+def _top_similarities(results: list) -> list[float]:
+    """The plain similarity of each match result's best type (0 where there is none)."""
+    return [result[0][0].similarity if result[0] else 0.0 for result in results]
+
+
 def calibrate(
     index: ReferenceIndex,
     queries: Sequence[CropRef],
@@ -193,12 +220,12 @@ def calibrate(
     leave_one_out: bool = False,
     verifier: KeypointVerifier | None = None,
     store: ObjectStore | None = None,
-    relit_query_cues: Sequence[np.ndarray] = (),
+    relit_queries: Sequence[Relit] = (),
 ) -> tuple[Calibration, dict[str, float]]:
     """Fit calibration on ``queries`` (held-out coins, or with ``leave_one_out`` the references
     themselves, each without its own specimen and exact copies). Returns it with top-1/top-5.
-    ``relit_query_cues``: the queries' cues under other lightings, for the colour weight
-    (``relit_cues``)."""
+    ``relit_queries``: the queries under other lightings (``relit_coins``), for the colour
+    weight (their cues) and the similarity's weight in certainty (their embeddings, if any)."""
     specimen_ids, groups = group_by_specimen(queries)
     truths = [queries[rows[0]].type_id for rows in groups]
     exclude = None
@@ -209,7 +236,8 @@ def calibrate(
         ]
     weights = Calibration()
     if query_cues is not None and truths:
-        weights = fit_scoring(index, vectors, groups, truths, query_cues, exclude, relit_query_cues)
+        relit_cues = [lit.cues for lit in relit_queries]
+        weights = fit_scoring(index, vectors, groups, truths, query_cues, exclude, relit_cues)
     query_crop = (lambda row: ref_views(store, queries[row])) if store else None
 
     def match(trial: Calibration) -> list:
@@ -224,12 +252,20 @@ def calibrate(
         if not clearly_better(results, plain, truths):
             weights, results = unverified, plain
     scores = [result[2] for result in results]
+    top_similarities = _top_similarities(results)
+    if truths:
+        temperature, _ = fit_temperature(scores, truths)
+        result_sets = [(scores, top_similarities)]
+        for lit in relit_queries:
+            if lit.vectors is not None:
+                lit_results = Matcher(index, weights).match(
+                    lit.vectors, groups, exclude=exclude, query_cues=lit.cues
+                )
+                result_sets.append(([r[2] for r in lit_results], _top_similarities(lit_results)))
+        weight = fit_similarity_weight(result_sets, truths, temperature)
+        weights = replace(weights, similarity_weight=weight)
     calibration = fit_calibration(
-        scores,
-        truths,
-        target_precision,
-        top_similarities=[result[0][0].similarity if result[0] else 0.0 for result in results],
-        base=weights,
+        scores, truths, target_precision, top_similarities=top_similarities, base=weights
     )
     top5 = (
         np.mean(
@@ -270,8 +306,8 @@ def calibrate_pretrained(
         verifier=store_verifier(home),
         store=home.store,
         # the colour fit needs them only where the index holds the coins' cues
-        relit_query_cues=(
-            relit_cues(home.store, refs, model.embedder.input_size) if cues is not None else ()
+        relit_queries=(
+            relit_coins(home.store, refs, model.embedder.input_size) if cues is not None else ()
         ),
     )
     with home.catalog.session() as session:
@@ -356,7 +392,7 @@ def train_model(
             target_precision=target_precision,
             verifier=store_verifier(home),
             store=home.store,
-            relit_query_cues=relit_cues(home.store, heldout, config.input_size),
+            relit_queries=relit_coins(home.store, heldout, config.input_size, embedder),
         )
         validation["method"] = "held-out"
     else:  # too few coins to hold any out: leave-one-out over the training coins
@@ -369,7 +405,7 @@ def train_model(
             leave_one_out=True,
             verifier=store_verifier(home),
             store=home.store,
-            relit_query_cues=relit_cues(home.store, train, config.input_size),
+            relit_queries=relit_coins(home.store, train, config.input_size, embedder),
         )
         validation["method"] = "leave-one-out (no held-out coins)"
     validation["n_heldout_images"] = len(heldout)
