@@ -113,3 +113,52 @@ def test_type_depth_is_fitted_where_lookalikes_mislead() -> None:
 
     assert fitted_depth(with_lookalikes=True) > 1
     assert fitted_depth(with_lookalikes=False) == 1
+
+
+def test_calibration_holds_under_other_lightings() -> None:
+    """Held-out coins that, as photographed, are all right and close to their references would
+    let anything through; re-lit, the ones that drift from every reference go wrong. Fitted on
+    both, the calibration weighs similarity in, and a coin far from every reference goes to
+    review however clear its margin; the held-out figures stay the coins' own."""
+    from coinlens.identify.scoring import SIMILARITY_WEIGHTS, decide, rank
+    from coinlens.identify.training import Relit, calibrate
+
+    rng = np.random.default_rng(4)
+    directions = np.eye(2, 16, dtype=np.float32)
+
+    def unit(rows: np.ndarray) -> np.ndarray:
+        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+    types = [n % 2 for n in range(40)]
+    index = ReferenceIndex(16)
+    ids = np.arange(40)
+    references = unit(directions[types] + rng.normal(0, 0.1, (40, 16)))
+    index.add(ids, references, np.array(types), ids, [str(i) for i in ids])
+    heldout = [
+        CropRef(100 + n, 100 + n, "unknown", f"c{n}", True, f"s{n}", n % 2) for n in range(60)
+    ]
+    truths = np.array([r.type_id for r in heldout])
+    vectors = unit(directions[truths] + rng.normal(0, 0.1, (60, 16)))
+    cues = np.full((60, 4), np.nan, np.float32)
+    relit = []
+    for _ in range(4):  # a cast that pulls some coins away from their type, towards the other
+        drift = rng.random(60) < 0.4
+        other = directions[1 - truths] * rng.uniform(0.5, 1.2, (60, 1))
+        lit = directions[truths] + np.where(drift[:, None], other, 0)
+        relit.append(Relit(cues, unit(lit + rng.normal(0, 0.45, (60, 16)))))
+
+    as_photographed, _ = calibrate(index, heldout, vectors, query_cues=cues, target_precision=0.98)
+    under_other_light, scores = calibrate(
+        index, heldout, vectors, query_cues=cues, target_precision=0.98, relit_queries=relit
+    )
+    assert under_other_light.similarity_weight in SIMILARITY_WEIGHTS
+    assert under_other_light.similarity_weight > 0
+    assert under_other_light.n_heldout == 60 and under_other_light.heldout_top1 == 1.0
+    assert scores["top1"] == 1.0
+
+    # a clear margin far from every reference: accepted as photographed, reviewed re-lit
+    far = {0: 0.55, 1: 0.2}
+    for calibration, decision in ((as_photographed, "auto_accept"), (under_other_light, "review")):
+        calibration.novelty_similarity = 0.0  # the decision between accepting and reviewing
+        suggestions = rank(far, {0: [0], 1: [1]}, calibration, 2)
+        assert decide(suggestions, calibration) == decision, (calibration, suggestions)
