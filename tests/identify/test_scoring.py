@@ -204,3 +204,20 @@ def test_similarity_counts_in_certainty_where_it_tells_wrong_from_right() -> Non
     by_certainty = coverage_at_precision(np.array([r.certainty for r in ranked]), right, 0.98)
     by_odds = coverage_at_precision(np.array([r.log_odds for r in ranked]), right, 0.98)
     assert by_certainty > by_odds
+
+
+def test_confidence_falls_with_rank_whatever_each_types_similarity() -> None:
+    """Cues can rank a type above one with a higher plain similarity; its confidence must
+    still not fall below the next one's."""
+    calibration = Calibration(similarity_weight=40.0, iso_x=[-100, 100], iso_y=[0, 1])
+    calibration.iso_space = "log_odds"
+    ranked = rank(
+        {0: 0.80, 1: 0.79, 2: 0.5},
+        {0: [0], 1: [1], 2: [2]},
+        calibration,
+        3,
+        similarities={0: 0.70, 1: 0.79, 2: 0.5},
+    )
+    scores = [s.score for s in ranked]
+    assert [s.type_id for s in ranked] == [0, 1, 2]
+    assert scores == sorted(scores, reverse=True)

@@ -13,10 +13,10 @@
   several sizes (the Finnish cents' lion) it matches the wrong denomination and is switched off.
 - Scores become probabilities by a softmax with a temperature fitted on held-out catalogued coins;
   a suggestion's log-odds (log p / (1 - p), computed without rounding to p = 1, so that confident
-  coins still order among themselves) plus a fitted multiple of its plain similarity (its
-  *certainty*: a coin unlike every reference, in odd light or blur, is less sure than its softmax
-  says) go through an isotonic map fitted on the same coins, which makes them calibrated: of the
-  suggestions given 0.98, 98% were right there.
+  coins still order among themselves) plus a fitted multiple of the top type's plain similarity
+  (its *certainty*: a coin unlike every reference, in odd light or blur, is less sure than its
+  softmax says) go through an isotonic map fitted on the same coins, which makes them
+  calibrated: of the suggestions given 0.98, 98% were right there.
 - The auto-accept threshold is the lowest confidence at which held-out precision still meets the
   collection's target; a specimen whose best similarity is below what nearly every known coin
   reaches is flagged as a possible new type.
@@ -81,7 +81,8 @@ class Calibration:
 
     def certainty(self, log_odds: np.ndarray | float, similarity: np.ndarray | float) -> np.ndarray:
         """What confidence is a monotone map of: the log-odds, plus ``similarity_weight`` times
-        the plain similarity (0 in calibrations fitted before it existed: the log-odds alone)."""
+        the plain similarity of the coin's top type (0 in calibrations fitted before it existed:
+        the log-odds alone)."""
         return np.asarray(log_odds) + self.similarity_weight * np.asarray(similarity)
 
     def confidence(self, certainty: np.ndarray | float) -> np.ndarray:
@@ -253,7 +254,9 @@ def rank(
     odds = log_odds(values, calibration.temperature)
     order = np.argsort(-values, kind="stable")[:top_k]
     plain = np.array([similarities[int(type_ids[i])] for i in order])
-    certainties = calibration.certainty(odds[order], plain)
+    # how close the coin comes to the references is the coin's, not each type's: the top type's
+    # similarity counts for every suggestion, so that confidence falls with rank as the odds do
+    certainties = calibration.certainty(odds[order], plain[0])
     confidences = calibration.confidence(certainties)
     return [
         Suggestion(
