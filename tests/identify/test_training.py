@@ -141,11 +141,12 @@ def test_calibration_holds_under_other_lightings() -> None:
     vectors = unit(directions[truths] + rng.normal(0, 0.1, (60, 16)))
     cues = np.full((60, 4), np.nan, np.float32)
     relit = []
-    for _ in range(4):  # a cast that pulls some coins away from their type, towards the other
+    for _ in range(4):  # a cast that pulls some coins away from every reference
         drift = rng.random(60) < 0.4
-        other = directions[1 - truths] * rng.uniform(0.5, 1.2, (60, 1))
-        lit = directions[truths] + np.where(drift[:, None], other, 0)
-        relit.append(Relit(cues, unit(lit + rng.normal(0, 0.45, (60, 16)))))
+        kept = directions[truths] + rng.normal(0, 0.1, (60, 16))
+        lost = 0.3 * directions[truths] + 0.3 * directions[1 - truths]
+        lost = lost + rng.normal(0, 0.3, (60, 16))
+        relit.append(Relit(cues, unit(np.where(drift[:, None], lost, kept))))
 
     as_photographed, _ = calibrate(index, heldout, vectors, query_cues=cues, target_precision=0.98)
     under_other_light, scores = calibrate(
