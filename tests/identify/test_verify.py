@@ -215,12 +215,22 @@ def test_pair_photos_reach_the_verifier_from_ingest_and_upload(cli, home: Path, 
     with opened.catalog.reader() as session:
         images = session.query(ImageRow).order_by(ImageRow.id).all()
         layouts = {row.id: (row.crop or {}).get("layout") for row in images}
+        photos = {row.key for row in images if (row.crop or {}).get("layout") == "pair"}
     assert sorted(layouts.values()) == ["crop", "pair", "pair"], layouts
     verifier = store_verifier(opened)
     for image_id, layout in layouts.items():
         points = verifier.reference(image_id)
         assert (points.picture is not None) is (layout == "pair")
         assert len(points.crop) > 0
+
+    # the photo is an extra: gone from the store, or unreadable, the crop alone is verified
+    (photo,) = photos
+    for damage in (lambda: opened.store.delete(photo), lambda: opened.store.put(photo, b"junk")):
+        damage()
+        verifier = store_verifier(opened)
+        for image_id in layouts:
+            points = verifier.reference(image_id)
+            assert points.picture is None and len(points.crop) > 0
 
     uploaded = coins_in_photo((folder / "pair.jpg").read_bytes(), max_pixels=10**8)
     assert len(uploaded) == 2 and all(c.picture_jpeg for c in uploaded)

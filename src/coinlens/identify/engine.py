@@ -31,12 +31,12 @@ from coinlens.identify.scoring import (
     rank,
     softmax,
 )
-from coinlens.identify.verify import CoinViews, KeypointVerifier, decode_views
+from coinlens.identify.verify import CoinViews, KeypointVerifier, decode_crop
 from coinlens.index import DEFAULT_SHARD, ReferenceIndex
 from coinlens.model.embedder import Embedder
 from coinlens.model.network import DEFAULT_BACKBONE
 from coinlens.model.transforms import crop_to_array
-from coinlens.storage import ObjectStore
+from coinlens.storage import KeyNotFound, ObjectStore
 from coinlens.vision.cues import crop_cues
 from coinlens.vision.keypoints import Keypoints
 
@@ -74,16 +74,33 @@ def crop_refs(rows: Iterable[tuple[Image, Specimen]]) -> list[CropRef]:
                 sha256=image.sha256,
                 type_id=specimen.type_id,
                 framed=crop.get("layout") == "crop",
-                picture_key=image.key if crop.get("layout") == "pair" else None,
+                picture_key=pair_photo_key(image),
             )
         )
     return refs
 
 
+def pair_photo_key(image: Image) -> str | None:
+    """The stored photo an image's crop was cut from, where that photo shows both sides."""
+    return image.key if (image.crop or {}).get("layout") == "pair" else None
+
+
+def stored_views(store: ObjectStore, crop_key: str, picture_key: str | None = None) -> CoinViews:
+    """A stored crop's views for keypoint verification, with its pair photo where it has one.
+    The photo is an extra: where the store no longer holds it, or it does not decode, the crop
+    alone is verified, as before pair photos counted."""
+    picture = None
+    if picture_key:
+        try:
+            picture = decode_crop(store.get(picture_key))
+        except (KeyNotFound, OSError, ValueError, SyntaxError, EOFError):
+            picture = None
+    return CoinViews(decode_crop(store.get(crop_key)), picture)
+
+
 def ref_views(store: ObjectStore, ref: CropRef) -> CoinViews:
-    """A stored crop's views for keypoint verification (its pair photo too, where cut from one)."""
-    picture = store.get(ref.picture_key) if ref.picture_key else None
-    return decode_views(store.get(ref.crop_key), picture)
+    """``stored_views`` of a catalogued or backlog crop."""
+    return stored_views(store, ref.crop_key, ref.picture_key)
 
 
 def series_of(reference: str) -> str:
@@ -463,12 +480,8 @@ def store_verifier(home: Home) -> KeypointVerifier:
         if image_id not in keys:
             with home.catalog.reader() as session:
                 image = session.get(Image, image_id)
-                crop = image.crop or {}
-                picture = image.key if crop.get("layout") == "pair" else None
-                keys[image_id] = (crop.get("key") or image.key, picture)
-        crop_key, picture_key = keys[image_id]
-        picture = home.store.get(picture_key) if picture_key else None
-        return decode_views(home.store.get(crop_key), picture)
+                keys[image_id] = ((image.crop or {}).get("key") or image.key, pair_photo_key(image))
+        return stored_views(home.store, *keys[image_id])
 
     return KeypointVerifier(load)
 

@@ -24,7 +24,7 @@ from PIL import ImageDraw, ImageFont
 
 from coinlens.identify.engine import CurrentModel, Matcher
 from coinlens.identify.scoring import coverage_at_precision
-from coinlens.identify.verify import CoinViews, KeypointVerifier, decode_views
+from coinlens.identify.verify import CoinViews, KeypointVerifier, decode_views, keypoint_photo
 from coinlens.index import ReferenceIndex
 from coinlens.ingest import IngestError, Problem, scan_folder
 from coinlens.model.transforms import crop_to_array
@@ -89,9 +89,7 @@ def load_labelled(
         out.labels.append(item.type_reference)
         out.shas.append(sha256_hex(data))
         if layout.kind == "pair":
-            whole = image.copy()
-            whole.thumbnail((FEATURE_SIZE, FEATURE_SIZE))
-            out.keypoint_pictures[group] = encode_jpeg(whole, quality=90)
+            out.keypoint_pictures[group] = keypoint_photo(image)
         for box in boxes:
             crop = crop_coin(image, box, max_size=FEATURE_SIZE)
             out.crops.append(crop_to_array(crop, size))

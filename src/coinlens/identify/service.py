@@ -32,12 +32,11 @@ from coinlens.identify.engine import (
     with_collections,
 )
 from coinlens.identify.scoring import Suggestion
-from coinlens.identify.verify import decode_views
+from coinlens.identify.verify import decode_views, keypoint_photo
 from coinlens.index import ReferenceIndex
 from coinlens.model.transforms import crop_to_array
 from coinlens.vision import encode_jpeg, load_image
 from coinlens.vision.cues import crop_cues
-from coinlens.vision.keypoints import FEATURE_SIZE
 from coinlens.vision.localise import coin_sides, crop_coin, locate_coins
 
 
@@ -67,9 +66,7 @@ def coins_in_photo(data: bytes, side: str = "unknown", *, max_pixels: int) -> li
     sides = coin_sides(layout, side)
     picture = None
     if layout.kind == "pair":  # verified as a whole photo too (``verify.CoinViews``)
-        whole = loaded.rgb.copy()
-        whole.thumbnail((FEATURE_SIZE, FEATURE_SIZE))
-        picture = encode_jpeg(whole)
+        picture = keypoint_photo(loaded.rgb)
     return [
         QueryCoin(
             encode_jpeg(crop_coin(loaded.rgb, box)),

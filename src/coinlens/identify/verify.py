@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageOps
 
-from coinlens.vision import to_rgb8
+from coinlens.vision import encode_jpeg, to_rgb8
 from coinlens.vision.keypoints import FEATURE_SIZE, Keypoints, inliers_many, keypoints
 
 if TYPE_CHECKING:
@@ -68,6 +68,16 @@ class CoinViews:
 
     crop: np.ndarray
     picture: np.ndarray | None = None
+
+
+def keypoint_photo(image: PILImage.Image) -> bytes:
+    """A pair photo as JPEG at the keypoint resolution, as an upload or an eval set carries it,
+    resampled as ``decode_crop`` resamples a stored photo (with Lanczos and an optimised JPEG
+    instead, as for review thumbnails, cash leave-one-out top-1 moved from 0.939 to 0.921:
+    keypoints are that sensitive)."""
+    whole = image.copy()
+    whole.thumbnail((FEATURE_SIZE, FEATURE_SIZE))
+    return encode_jpeg(whole, quality=90)
 
 
 def decode_views(crop: bytes, picture: bytes | None = None) -> CoinViews:
