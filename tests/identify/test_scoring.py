@@ -171,7 +171,7 @@ def _shifted_coins(seed: int, n: int = 400) -> tuple[list[dict[int, float]], lis
 
 
 def test_similarity_counts_in_certainty_where_it_tells_wrong_from_right() -> None:
-    from coinlens.identify.scoring import fit_similarity_weight, ranking_auc
+    from coinlens.identify.scoring import SIMILARITY_PRIOR, fit_similarity_weight, ranking_auc
 
     assert ranking_auc(np.array([3.0, 2.0, 1.0]), np.array([True, False, True])) == 0.5
     assert ranking_auc(np.array([3.0, 1.0]), np.array([True, False])) == 1.0
@@ -180,9 +180,13 @@ def test_similarity_counts_in_certainty_where_it_tells_wrong_from_right() -> Non
     candidates, truths, similarities = _shifted_coins(0)
     weight = fit_similarity_weight([(candidates, similarities)], truths, 0.05)
     assert weight > 0
-    # the similarity says nothing: the log-odds alone
+    # the held-out coins cannot tell: the prior, measured on new trays, stands
     flat = [0.9] * len(truths)
-    assert fit_similarity_weight([(candidates, flat)], truths, 0.05) == 0.0
+    assert fit_similarity_weight([(candidates, flat)], truths, 0.05) == SIMILARITY_PRIOR
+    assert fit_similarity_weight([(candidates[:3], flat[:3])], truths[:3], 0.05) == 40.0
+    # they clearly show the similarity misleads (wrong answers nearer than right): none of it
+    misleading = [1.8 - similarity for similarity in similarities]
+    assert fit_similarity_weight([(candidates, misleading)], truths, 0.05) == 0.0
 
     # fitted with it, the far coins are less sure than the near ones of the same margin
     calibration = fit_calibration(

@@ -120,7 +120,7 @@ def test_calibration_holds_under_other_lightings() -> None:
     let anything through; re-lit, the ones that drift from every reference go wrong. Fitted on
     both, the calibration weighs similarity in, and a coin far from every reference goes to
     review however clear its margin; the held-out figures stay the coins' own."""
-    from coinlens.identify.scoring import SIMILARITY_WEIGHTS, decide, rank
+    from coinlens.identify.scoring import SIMILARITY_PRIOR, SIMILARITY_WEIGHTS, decide, rank
     from coinlens.identify.training import Relit, calibrate
 
     rng = np.random.default_rng(4)
@@ -157,9 +157,15 @@ def test_calibration_holds_under_other_lightings() -> None:
     assert under_other_light.n_heldout == 60 and under_other_light.heldout_top1 == 1.0
     assert scores["top1"] == 1.0
 
-    # a clear margin far from every reference: accepted as photographed, reviewed re-lit
-    far = {0: 0.55, 1: 0.2}
-    for calibration, decision in ((as_photographed, "auto_accept"), (under_other_light, "review")):
-        calibration.novelty_similarity = 0.0  # the decision between accepting and reviewing
-        suggestions = rank(far, {0: [0], 1: [1]}, calibration, 2)
+    # as photographed every coin is right and near: nothing to fit, the prior weight stands
+    assert as_photographed.similarity_weight == SIMILARITY_PRIOR
+
+    # a clear margin far from every reference: reviewed, near at the same margin: accepted
+    calibration = under_other_light
+    calibration.novelty_similarity = 0.0  # the decision between accepting and reviewing
+    for scores_of_types, decision in (
+        ({0: 0.55, 1: 0.2}, "review"),
+        ({0: 1.0, 1: 0.65}, "auto_accept"),
+    ):
+        suggestions = rank(scores_of_types, {0: [0], 1: [1]}, calibration, 2)
         assert decide(suggestions, calibration) == decision, (calibration, suggestions)

@@ -105,8 +105,9 @@ def test_sigkill_then_rerun_completes(big_folder: Path, tmp_path: Path) -> None:
 def test_ctrl_c_stops_cleanly_and_says_so(big_folder: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     stopped = _interrupt_part_way(big_folder, home, signal.SIGINT)
-    assert stopped.returncode == 130
-    assert "interrupted; what was ingested is kept, re-run to finish" in stopped.stderr.read()
+    message = stopped.stderr.read()
+    assert stopped.returncode == 130, message
+    assert "interrupted; what was ingested is kept, re-run to finish" in message
     partial = _check_integrity(home)
     with Home.open(home) as opened, opened.catalog.reader() as session:
         job = session.scalar(select(Job))
