@@ -388,8 +388,9 @@ def fit_similarity_weight(
     ``result_sets``: (type scores, top plain similarities) of the same held-out coins, as
     photographed and, where given, re-lit. On a new tray the coins the softmax gets wrong are
     often those far from every reference, but held-out coins share the references' trays: their
-    similarities hardly vary, and their few wrong answers rank the weights by chance (two
-    trainings of one recipe picked 0 and 40). So ``SIMILARITY_PRIOR`` stands unless another
+    similarities hardly vary, and their few wrong answers rank the weights by chance (two kaa
+    models differing only in their loss's proxies per type picked 40 and 0; both do best at 40
+    on the test trays). So ``SIMILARITY_PRIOR`` stands unless another
     weight ranks right answers above wrong ones (``ranking_auc``, pooled over the sets) better
     by more than the standard error of the difference over coins resampled with replacement.
     """

@@ -106,8 +106,7 @@ class CosFaceLoss(nn.Module):
 
     Each type has ``subcentres`` proxies and an image counts with the nearest (sub-centre
     CosFace): a type's sides look nothing alike (a euro's common side and each country's
-    national side), and one proxy would pull them together, wiping out the design detail that
-    tells a type the model never saw from its neighbours.
+    national side), and one proxy would pull them together.
     """
 
     def __init__(
