@@ -390,9 +390,9 @@ def fit_similarity_weight(
     often those far from every reference, but held-out coins share the references' trays: their
     similarities hardly vary, and their few wrong answers rank the weights by chance (two kaa
     models differing only in their loss's proxies per type picked 40 and 0; both do best at 40
-    on the test trays). So ``SIMILARITY_PRIOR`` stands unless another
-    weight ranks right answers above wrong ones (``ranking_auc``, pooled over the sets) better
-    by more than the standard error of the difference over coins resampled with replacement.
+    on the test trays). So ``SIMILARITY_PRIOR`` stands unless another weight ranks right
+    answers above wrong ones (``ranking_auc``, pooled over the sets) better by more than the
+    standard error of the difference over coins resampled with replacement.
     """
     odds, correct, similarity = [], [], []
     for candidate_scores, top_similarities in result_sets:
