@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from coinlens.model.embedder import Embedder
-from coinlens.model.network import CoinNet, CosFaceLoss
+from coinlens.model.network import CoinNet
 from coinlens.model.train import TrainConfig, train_embedding
 from coinlens.storage import LocalStore
 from helpers import coin_picture
@@ -61,22 +61,6 @@ def test_training_runs_and_checkpoint_round_trips(crops, tmp_path: Path) -> None
     keys = embedder.save(store, "models/1")
     again = Embedder.load(store, keys)
     np.testing.assert_allclose(again.embed_arrays(crops), vectors, atol=1e-5)
-
-
-def test_a_type_may_have_one_proxy_per_look() -> None:
-    # Sub-centre CosFace: an image counts with its type's nearest proxy, so a coin's reverse
-    # need not be dragged onto its obverse; with one proxy per type it is.
-    obverse, reverse, other = torch.eye(4)[:3]
-    looks = CosFaceLoss(4, 2, subcentres=2)
-    with torch.no_grad():  # type 0: rows 0-1 (its two sides); type 1: rows 2-3
-        looks.proxies.copy_(torch.stack([obverse, reverse, other, other]))
-    single = CosFaceLoss(4, 2, subcentres=1)
-    with torch.no_grad():
-        single.proxies.copy_(torch.stack([obverse, other]))
-    sides, type_0 = torch.stack([obverse, reverse]), torch.tensor([0])
-    assert float(looks(sides[1:], type_0)) == pytest.approx(float(looks(sides[:1], type_0)))
-    assert float(looks(sides[1:], type_0)) < 0.01
-    assert float(single(sides[1:], type_0)) > 1.0
 
 
 def test_network_without_head_has_imagenet_width() -> None:

@@ -101,26 +101,16 @@ class CoinNet(nn.Module):
 
 
 class CosFaceLoss(nn.Module):
-    """Large-margin cosine loss over learned proxies: works with one image per type and gives a
-    metric space where cosine similarity ranks types.
+    """Large-margin cosine loss over one learned proxy per type: works with one image per type
+    and gives a metric space where cosine similarity ranks types."""
 
-    Each type has ``subcentres`` proxies and an image counts with the nearest (sub-centre
-    CosFace): a type's sides look nothing alike (a euro's common side and each country's
-    national side), and one proxy would pull them together.
-    """
-
-    def __init__(
-        self, dim: int, classes: int, scale: float = 30.0, margin: float = 0.25, subcentres: int = 1
-    ) -> None:
+    def __init__(self, dim: int, classes: int, scale: float = 30.0, margin: float = 0.25) -> None:
         super().__init__()
-        self.proxies = nn.Parameter(torch.randn(classes * subcentres, dim) * 0.01)
-        self.classes = classes
-        self.subcentres = subcentres
+        self.proxies = nn.Parameter(torch.randn(classes, dim) * 0.01)
         self.scale = scale
         self.margin = margin
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         cosine = embeddings @ F.normalize(self.proxies, dim=1).T
-        cosine = cosine.view(len(embeddings), self.classes, self.subcentres).amax(dim=2)
         margin = F.one_hot(labels, cosine.shape[1]).to(cosine.dtype) * self.margin
         return F.cross_entropy(self.scale * (cosine - margin), labels)

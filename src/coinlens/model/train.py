@@ -1,8 +1,8 @@
 """Fine-tuning the embedding on catalogued coins: metric learning with class-balanced batches.
 
 Rare types matter as much as common ones (euro-kaa runs from 25 images of 2c to 284 of 5c), so a
-batch draws types uniformly, then images within a type. CosFace with a few proxies per type (one
-per look: a coin's two sides) needs no pair mining and works with a single image per type.
+batch draws types uniformly, then images within a type. CosFace with one proxy per type needs no
+pair mining and works with a single image per type.
 """
 
 from __future__ import annotations
@@ -22,10 +22,6 @@ from coinlens.vision.cues import coin_circles
 INPUT_SIZE = 160  # px: finer than 128 reads numerals and mint marks (kaa top-1 +2.4 points)
 ROTATIONS = 2  # exact turns averaged at inference: the network learnt any angle in training
 EMBEDDING_DIM = 256
-# Proxies per type: one per look (a coin's two sides, a euro's national designs). Measured
-# against one, two seeds each: kaa new types 0.801 / 0.753 against 0.750 / 0.783, kaa test
-# 0.932 against 0.927 (one seed): no worse, within the spread of seeds.
-SUBCENTRES = 3
 
 
 @dataclass
@@ -44,7 +40,6 @@ class TrainConfig:
     seed: int = 0
     scale_jitter: float = 0.12
     background_swap: float = 0.5  # share of training crops shown on another background
-    subcentres: int = SUBCENTRES
 
 
 def balanced_batches(labels: np.ndarray, batch_size: int, steps: int, rng: np.random.Generator):
@@ -74,7 +69,7 @@ def train_embedding(
     classes = int(labels.max()) + 1
     model = CoinNet(config.backbone, config.dim).to(device)
     model.freeze_early(config.frozen_blocks)
-    loss_fn = CosFaceLoss(model.embedding_dim, classes, subcentres=config.subcentres).to(device)
+    loss_fn = CosFaceLoss(model.embedding_dim, classes).to(device)
     augment = Augment(config.scale_jitter).to(device)
     generator = torch.Generator().manual_seed(config.seed)
     circles = coin_circles(crops) if config.background_swap > 0 else None
