@@ -183,7 +183,7 @@ def test_similarity_counts_in_certainty_where_it_tells_wrong_from_right() -> Non
     # the held-out coins cannot tell: the prior, measured on new trays, stands
     flat = [0.9] * len(truths)
     assert fit_similarity_weight([(candidates, flat)], truths, 0.05) == SIMILARITY_PRIOR
-    assert fit_similarity_weight([(candidates[:3], flat[:3])], truths[:3], 0.05) == 40.0
+    assert fit_similarity_weight([(candidates[:3], flat[:3])], truths[:3], 0.05) == SIMILARITY_PRIOR
     # they clearly show the similarity misleads (wrong answers nearer than right): none of it
     misleading = [1.8 - similarity for similarity in similarities]
     assert fit_similarity_weight([(candidates, misleading)], truths, 0.05) == 0.0

@@ -231,6 +231,14 @@ def test_pair_photos_reach_the_verifier_from_ingest_and_upload(cli, home: Path, 
         for image_id in layouts:
             points = verifier.reference(image_id)
             assert points.picture is None and len(points.crop) > 0
+    # a reference crop gone or unreadable matches no keypoints instead of stopping the batch
+    crop_key = (images[0].crop or {}).get("key") or images[0].key
+    for damage in (
+        lambda: opened.store.put(crop_key, b"junk"),
+        lambda: opened.store.delete(crop_key),
+    ):
+        damage()
+        assert len(store_verifier(opened).reference(images[0].id).crop) == 0
 
     uploaded = coins_in_photo((folder / "pair.jpg").read_bytes(), max_pixels=10**8)
     assert len(uploaded) == 2 and all(c.picture_jpeg for c in uploaded)

@@ -85,17 +85,24 @@ def pair_photo_key(image: Image) -> str | None:
     return image.key if (image.crop or {}).get("layout") == "pair" else None
 
 
+UNREADABLE = (KeyNotFound, OSError, ValueError, SyntaxError, EOFError)
+NO_VIEW = np.zeros((8, 8, 3), np.uint8)  # no keypoints: matches nothing
+
+
 def stored_views(store: ObjectStore, crop_key: str, picture_key: str | None = None) -> CoinViews:
     """A stored crop's views for keypoint verification, with its pair photo where it has one.
-    The photo is an extra: where the store no longer holds it, or it does not decode, the crop
-    alone is verified, as before pair photos counted."""
-    picture = None
-    if picture_key:
+    Verification is an extra: a photo the store no longer holds, or that does not decode,
+    leaves the crop alone verified, and a crop gone the same way matches no keypoints (its
+    embedding still counts), so that one damaged reference cannot stop a batch."""
+
+    def view(key: str) -> np.ndarray | None:
         try:
-            picture = decode_crop(store.get(picture_key))
-        except (KeyNotFound, OSError, ValueError, SyntaxError, EOFError):
-            picture = None
-    return CoinViews(decode_crop(store.get(crop_key)), picture)
+            return decode_crop(store.get(key))
+        except UNREADABLE:
+            return None
+
+    crop = view(crop_key)
+    return CoinViews(NO_VIEW if crop is None else crop, view(picture_key) if picture_key else None)
 
 
 def ref_views(store: ObjectStore, ref: CropRef) -> CoinViews:
