@@ -22,19 +22,16 @@ START=$(date +%s.%N)
 "$PY" -m coinlens train --home "$HOME_DIR" --epochs 1 --device cuda --json > "$HOME_DIR/train.json"
 END=$(date +%s.%N)
 HOME_DIR="$HOME_DIR" DATA="$DATA" TRAIN_SECONDS="$(python3 -c "print($END - $START)")" "$PY" - <<'PY'
-import glob, json, os, time
+import json, os, time
 import numpy as np, torch
-from PIL import Image
 from coinlens.catalog import Home
-from coinlens.identify.engine import current_model
-from coinlens.model.transforms import crop_to_array
+from coinlens.identify.engine import catalogued_crops, current_model, load_crops
 
 home = Home.open(os.environ["HOME_DIR"])
 train = json.load(open(os.path.join(os.environ["HOME_DIR"], "train.json")))
 model = current_model(home, device="cuda", onnx=False)
-paths = sorted(glob.glob(os.path.join(os.environ["DATA"], "euro-kaa", "train", "*", "*.jpg")))
-size = model.embedder.input_size
-crops = np.stack([crop_to_array(Image.open(p), size) for p in paths])
+# the stored crops ingest made (any image format), as identification embeds them
+crops = load_crops(home.store, catalogued_crops(home), model.embedder.input_size)
 crops = np.concatenate([crops] * (10_000 // len(crops) + 1))[:10_000]
 model.embedder.embed_arrays(crops[:256])  # warm-up
 torch.cuda.synchronize()

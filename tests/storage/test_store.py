@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +118,15 @@ def test_s3_unreachable_endpoint_is_a_clear_error(tmp_path: Path) -> None:
     store = open_store("s3://nowhere/prefix", settings)
     with pytest.raises(StoreError, match="cannot write 'k' in s3://nowhere/prefix"):
         store.put("k", b"x")
+
+
+def test_a_local_store_never_loads_boto3(tmp_path: Path) -> None:
+    """boto3 costs every command 0.2 s to import: only an S3 store pays it."""
+    code = (
+        "import sys; from coinlens.storage import open_store; import coinlens.cli.app; "
+        f"open_store({str(tmp_path / 'store')!r}).ensure_ready(); "
+        "print('boto3' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
