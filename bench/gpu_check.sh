@@ -21,8 +21,8 @@ PY
 START=$(date +%s.%N)
 "$PY" -m coinlens train --home "$HOME_DIR" --epochs 1 --device cuda --json > "$HOME_DIR/train.json"
 END=$(date +%s.%N)
-HOME_DIR="$HOME_DIR" DATA="$DATA" TRAIN_SECONDS="$(python3 -c "print($END - $START)")" "$PY" - <<'PY'
-import json, os, time
+HOME_DIR="$HOME_DIR" TRAIN_SECONDS="$(python3 -c "print($END - $START)")" "$PY" - <<'PY'
+import json, os, sys, time
 import numpy as np, torch
 from coinlens.catalog import Home
 from coinlens.identify.engine import catalogued_crops, current_model, load_crops
@@ -32,6 +32,8 @@ train = json.load(open(os.path.join(os.environ["HOME_DIR"], "train.json")))
 model = current_model(home, device="cuda", onnx=False)
 # the stored crops ingest made (any image format), as identification embeds them
 crops = load_crops(home.store, catalogued_crops(home), model.embedder.input_size)
+if not len(crops):
+    sys.exit("gpu_check: the home holds no catalogued crops to embed (did ingest find images?)")
 crops = np.concatenate([crops] * (10_000 // len(crops) + 1))[:10_000]
 model.embedder.embed_arrays(crops[:256])  # warm-up
 torch.cuda.synchronize()

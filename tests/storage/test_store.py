@@ -121,12 +121,25 @@ def test_s3_unreachable_endpoint_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_a_local_store_never_loads_boto3(tmp_path: Path) -> None:
-    """boto3 costs every command 0.2 s to import: only an S3 store pays it."""
+    """boto3 costs every command 0.2 s to import: only an S3 store pays it. A fresh process runs
+    init, ingest and status on a local home, as a laptop user would, and then looks."""
+    photo = Path(__file__).parents[2] / "examples/euro-coins/references/1c/train_13_9.jpg"
+    home = tmp_path / "home"
+    commands = [
+        ["init", "--home", str(home)],
+        ["ingest", str(photo.parent), "--home", str(home)],
+        ["status", "--home", str(home)],
+    ]
     code = (
-        "import sys; from coinlens.storage import open_store; import coinlens.cli.app; "
-        f"open_store({str(tmp_path / 'store')!r}).ensure_ready(); "
+        "import sys; from coinlens.cli.app import main\n"
+        f"for argv in {commands!r}:\n"
+        "    sys.argv = ['coinlens', *argv]\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit as exc:\n"
+        "        assert not exc.code, (argv, exc.code)\n"
         "print('boto3' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False"
+    assert result.stdout.strip().splitlines()[-1] == "False"

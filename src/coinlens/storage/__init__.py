@@ -7,6 +7,7 @@ import on every command.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from coinlens.config import Settings
@@ -20,6 +21,9 @@ from coinlens.storage.base import (
 )
 from coinlens.storage.files import atomic_open, atomic_write
 from coinlens.storage.local import LocalStore
+
+if TYPE_CHECKING:  # for type checkers; at run time ``__getattr__`` below loads it
+    from coinlens.storage.s3 import S3Store
 
 __all__ = [
     "KeyNotFound",
