@@ -18,7 +18,7 @@ FEATURES = 1280
 
 
 class BackboneUnavailable(RuntimeError):
-    """The backbone's weights package is not installed (names the pip package to install)."""
+    """The backbone is unknown, or its weights package is not installed (named, to install)."""
 
 
 def _known(name: str) -> tuple[str, str]:
