@@ -70,7 +70,12 @@ def test_demo_runs_the_whole_loop_on_the_bundled_sample(cli, home: Path) -> None
         "models": 1,
     }
     reports = list((home / "reports").glob("eval-*/eval.*"))
-    assert {p.name for p in reports} == {"eval.json", "eval.confusion.png", "eval.mistakes.html"}
+    assert {p.name for p in reports} == {
+        "eval.json",
+        "eval.confusion.png",
+        "eval.mistakes.html",
+        "eval.reliability.png",
+    }
 
 
 def test_sample_is_small_and_licensed() -> None:

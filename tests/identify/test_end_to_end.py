@@ -81,6 +81,7 @@ def test_identify_writes_suggestions_and_results(cli, trained, tmp_path: Path) -
         assert 1 <= len(record["suggestions"]) <= 3
         scores = [s["score"] for s in record["suggestions"]]
         assert scores == sorted(scores, reverse=True)
+        assert sum(scores) <= 1 + 1e-6  # confidences of one coin's types, not of each alone
         assert all(s["evidence"] for s in record["suggestions"])
         truth = Path(record["source"]).parent.name
         right += record["suggestions"][0]["type"] == truth
@@ -118,6 +119,12 @@ def test_eval_reports_numbers_and_pictures(cli, trained, tmp_path: Path) -> None
     assert png.startswith(b"\x89PNG")
     html = (tmp_path / "report" / "eval.mistakes.html").read_text()
     assert "Most confident mistakes" in html and "data:image/jpeg;base64" in html
+    errors = summary["calibration_error"]
+    assert set(errors) == {"top", "runner_ups"}
+    assert all(0 <= error <= 1 for error in errors.values())
+    assert "calibration error" in result.stdout
+    diagram = (tmp_path / "report" / "eval.reliability.png").read_bytes()
+    assert diagram.startswith(b"\x89PNG")
 
 
 def test_eval_leave_one_out_never_counts_exact_copies(cli, trained, tmp_path: Path) -> None:

@@ -90,6 +90,26 @@ def test_calibration_is_monotone_and_meets_its_precision() -> None:
     assert accepted and correct / accepted >= 0.95
 
 
+def test_runner_ups_share_what_the_top_leaves_and_are_calibrated_too() -> None:
+    """A runner-up's confidence is its share of 1 - top: a coin's confidences sum to at most 1,
+    fall with rank, and on the calibration coins the runner-ups are right as often as they say."""
+    candidates, truths = _held_out(600)
+    calibration = fit_calibration(candidates, truths, target_precision=0.95)
+    shown, right = [], []
+    for scores, truth in zip(candidates, truths, strict=True):
+        ranked = rank(scores, {t: [t] for t in scores}, calibration, 5)
+        confidences = [s.score for s in ranked]
+        assert sum(confidences) <= 1 + 1e-9
+        assert confidences == sorted(confidences, reverse=True)
+        shown += confidences[1:]
+        right += [s.type_id == truth for s in ranked[1:]]
+    assert abs(np.mean(shown) - np.mean(right)) < 0.03
+    # a coin unlike every reference: what its unsure top leaves is not all handed to one runner-up
+    unsure = Calibration(temperature=0.05, iso_x=[0.0, 1.0], iso_y=[0.0, 0.4])
+    ranked = rank({1: 0.50, 2: 0.30, 3: 0.10}, {t: [t] for t in (1, 2, 3)}, unsure, 3)
+    assert ranked[1].score <= ranked[0].score
+
+
 def test_far_from_everything_is_a_possible_new_type() -> None:
     calibration = Calibration(novelty_similarity=0.5, accept_threshold=0.9)
     far = rank({1: 0.3, 2: 0.1}, {1: [1], 2: [2]}, calibration, 2)

@@ -316,7 +316,13 @@ def run_eval(
     """Evaluate and write the JSON, confusion matrix PNG and mistakes HTML; returns the result
     and the folder the pictures went to."""
     from coinlens.identify.engine import current_model
-    from coinlens.identify.evaluate import confusion_png, evaluate, load_labelled, mistakes_html
+    from coinlens.identify.evaluate import (
+        confusion_png,
+        evaluate,
+        load_labelled,
+        mistakes_html,
+        reliability_png,
+    )
 
     model = current_model(home)
     progress = stage_progress()
@@ -344,6 +350,7 @@ def run_eval(
     folder.mkdir(parents=True, exist_ok=True)
     confusion_png(result.labels, result.confusion, folder / f"{stem}.confusion.png")
     mistakes_html(result, folder / f"{stem}.mistakes.html")
+    reliability_png(result.reliability, folder / f"{stem}.reliability.png")
     target = json_path or folder / f"{stem}.json"
     atomic_write(target, json.dumps(result.summary, indent=2) + "\n")
     return result, folder
@@ -358,6 +365,10 @@ def print_eval(summary: dict[str, Any]) -> None:
         "coverage at 98% precision": summary["coverage_at_precision"]["0.98"],
         "auto-accepted (calibrated threshold)": summary["at_calibrated_threshold"]["coverage"],
         "precision of auto-accepted": summary["at_calibrated_threshold"]["precision"],
+        "calibration error (top / runner-ups)": " / ".join(
+            "-" if error is None else f"{error:.3f}"
+            for error in summary["calibration_error"].values()
+        ),
         "images/s": summary["images_per_second"],
         "model version": summary["model_version"],
     }

@@ -138,6 +138,39 @@ class EvalResult:
     labels: list[str]
     confusion: np.ndarray
     mistakes: list[dict[str, Any]]
+    reliability: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+
+
+CONFIDENCE_BINS = 10
+
+
+def reliability_bins(confidence: np.ndarray, correct: np.ndarray) -> list[dict[str, float]]:
+    """Suggestions grouped by confidence into ``CONFIDENCE_BINS`` equal bins: each non-empty
+    bin's count, mean confidence and share right (a calibrated score has the two equal)."""
+    confidence = np.asarray(confidence, dtype=float)
+    correct = np.asarray(correct, dtype=bool)
+    which = np.minimum((confidence * CONFIDENCE_BINS).astype(int), CONFIDENCE_BINS - 1)
+    bins = []
+    for b in range(CONFIDENCE_BINS):
+        inside = which == b
+        if inside.any():
+            bins.append(
+                {
+                    "count": int(inside.sum()),
+                    "confidence": round(float(confidence[inside].mean()), 4),
+                    "right": round(float(correct[inside].mean()), 4),
+                }
+            )
+    return bins
+
+
+def calibration_error(bins: list[dict[str, float]]) -> float | None:
+    """Expected calibration error: the count-weighted gap between confidence and share right."""
+    total = sum(b["count"] for b in bins)
+    if not total:
+        return None
+    gap = sum(b["count"] * abs(b["confidence"] - b["right"]) for b in bins)
+    return round(gap / total, 4)
 
 
 def evaluate(
@@ -210,6 +243,14 @@ def evaluate(
         d: int(sum(r[1] == d for r in results))
         for d in ("auto_accept", "review", "possible_new_type")
     }
+    # every suggestion shown, the top ones and the runner-ups apart: is each score what it says?
+    shown = {"top": ([], []), "runner_ups": ([], [])}
+    for r, t in zip(results, truths, strict=True):
+        for place, s in enumerate(r[0][:top_k]):
+            scores, right = shown["top" if place == 0 else "runner_ups"]
+            scores.append(s.score)
+            right.append(s.type_id == t)
+    reliability = {group: reliability_bins(*values) for group, values in shown.items()}
     confusion = np.zeros((len(names), len(names)), dtype=int)
     for r, t in zip(results, truths, strict=True):
         if r[0]:
@@ -227,6 +268,9 @@ def evaluate(
             "threshold": model.calibration.accept_threshold,
             "coverage": round(float(accepted.mean()), 4) if len(accepted) else 0.0,
             "precision": round(float(top1[accepted].mean()), 4) if accepted.any() else None,
+        },
+        "calibration_error": {
+            group: calibration_error(bins) for group, bins in reliability.items()
         },
         "decisions": decisions,
         "leave_one_out": leave_one_out,
@@ -258,7 +302,7 @@ def evaluate(
                 ],
             }
         )
-    return EvalResult(summary, names, confusion, mistakes)
+    return EvalResult(summary, names, confusion, mistakes, reliability)
 
 
 def confusion_png(labels: list[str], confusion: np.ndarray, path: Path) -> None:
@@ -290,6 +334,42 @@ def confusion_png(labels: list[str], confusion: np.ndarray, path: Path) -> None:
         ImageDraw.Draw(column).text((4, cell // 3), labels[i][:30], fill="black", font=font)
         image.paste(column.rotate(90, expand=True), (margin + i * cell, 0))
     draw.text((4, 4), "rows: true type, columns: suggested", fill="black", font=font)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write(path, buffer.getvalue())
+
+
+def reliability_png(reliability: dict[str, list[dict[str, float]]], path: Path) -> None:
+    """A reliability diagram: share right against confidence for the top suggestions and the
+    runner-ups, one dot per bin (area by count); dots on the diagonal mean calibrated scores."""
+    side, margin = 360, 48
+    image = PILImage.new("RGB", (side + margin + 16, side + margin + 40), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+
+    def at(confidence: float, right: float) -> tuple[float, float]:
+        return margin + confidence * side, 24 + (1 - right) * side
+
+    draw.rectangle([*at(0, 1), *at(1, 0)], outline=(160, 160, 160))
+    draw.line([*at(0, 0), *at(1, 1)], fill=(200, 200, 200), width=1)
+    for tick in (0.0, 0.5, 1.0):
+        x, y = at(tick, tick)
+        draw.text((x - 8, 24 + side + 4), f"{tick:.1f}", fill="black", font=font)
+        draw.text((4, y - 6), f"{tick:.1f}", fill="black", font=font)
+    draw.text((margin, 24 + side + 18), "confidence shown", fill="black", font=font)
+    draw.text((4, 4), "share right", fill="black", font=font)
+    colours = {"top": (40, 60, 220), "runner_ups": (230, 120, 20)}
+    total = max(1, max((b["count"] for bins in reliability.values() for b in bins), default=1))
+    for group, bins in reliability.items():
+        colour = colours.get(group, (0, 0, 0))
+        for b in bins:
+            x, y = at(b["confidence"], b["right"])
+            radius = 2 + 10 * (b["count"] / total) ** 0.5
+            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour)
+    for row, (group, colour) in enumerate(colours.items()):
+        x = margin + 200
+        draw.ellipse([x, 30 + 14 * row, x + 8, 38 + 14 * row], fill=colour)
+        draw.text((x + 12, 28 + 14 * row), group.replace("_", "-"), fill="black", font=font)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     atomic_write(path, buffer.getvalue())
