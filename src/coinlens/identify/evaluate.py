@@ -366,10 +366,10 @@ def reliability_png(reliability: dict[str, list[dict[str, float]]], path: Path) 
             x, y = at(b["confidence"], b["right"])
             radius = 2 + 10 * (b["count"] / total) ** 0.5
             draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour)
-    for row, (group, colour) in enumerate(colours.items()):
-        x = margin + 200
-        draw.ellipse([x, 30 + 14 * row, x + 8, 38 + 14 * row], fill=colour)
-        draw.text((x + 12, 28 + 14 * row), group.replace("_", "-"), fill="black", font=font)
+    for row, (group, colour) in enumerate(colours.items()):  # bottom right: confident and wrong
+        x, y = margin + side - 100, 24 + side - 40 + 14 * row
+        draw.ellipse([x, y + 2, x + 8, y + 10], fill=colour)
+        draw.text((x + 12, y), group.replace("_", "-"), fill="black", font=font)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     atomic_write(path, buffer.getvalue())
