@@ -75,6 +75,7 @@ def test_identify_writes_suggestions_and_results(cli, trained, tmp_path: Path) -
     assert result.exit_code == 0, result.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 40
+    assert "15 of 40 coins shown" in result.stdout
     right = 0
     for record in records:
         assert record["decision"] in ("auto_accept", "review", "possible_new_type")

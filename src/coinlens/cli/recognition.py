@@ -258,6 +258,9 @@ def run_identify(
             break
         cells = [f"{s['type']} {s['score']:.2f}" for s in record["suggestions"][:3]] + [""] * 3
         table.add_row(record["accession"], record["decision"], *cells[:3])
+    if len(specimen_ids) > show:
+        where = f"--out {out_path}" if out_path is not None else "the catalogue (coinlens serve)"
+        table.caption = f"{show} of {len(specimen_ids)} coins shown; all are in {where}"
     out.print(table)
     summary["model_version"] = model.version.id
     summary["specimens"] = len(specimen_ids)
