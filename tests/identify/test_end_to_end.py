@@ -146,6 +146,31 @@ def test_eval_leave_one_out_never_counts_exact_copies(cli, trained, tmp_path: Pa
     assert summary["top1"] < 0.999
 
 
+def test_eval_reports_how_types_missing_from_the_references_were_decided(
+    cli, trained, tmp_path: Path
+) -> None:
+    """Queries of a type the references lack cannot be answered right: they are not scored, and
+    eval says how many were flagged as possibly new and how many auto-accepted as a wrong type."""
+    home, references, queries, _ = trained
+    partial = tmp_path / "references"
+    shutil.copytree(references, partial)
+    shutil.rmtree(partial / "20c")
+    report = tmp_path / "missing.json"
+    result = cli(
+        "eval", "--references", partial, "--queries", queries, "--home", home, "--json", report
+    )
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(report.read_text())
+    assert summary["n_queries"] == 35 and summary["n_unanswerable"] == 5
+    unknown = summary["unknown_types"]
+    assert unknown["n"] == 5
+    assert 0 <= unknown["flagged_new"] <= 1 and 0 <= unknown["auto_accepted"] <= 1
+    assert unknown["flagged_new"] + unknown["auto_accepted"] <= 1
+    assert "types not in the references (5)" in result.stdout
+    complete = cli("eval", "--references", references, "--queries", queries, "--home", home)
+    assert complete.exit_code == 0 and "types not in the references" not in complete.stdout
+
+
 def test_a_new_type_is_found_without_retraining(cli, trained, tmp_path: Path) -> None:
     """One reference image of a type the model never saw is enough to be suggested."""
     home, _, _, _ = trained

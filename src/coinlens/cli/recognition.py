@@ -375,6 +375,10 @@ def print_eval(summary: dict[str, Any]) -> None:
         "images/s": summary["images_per_second"],
         "model version": summary["model_version"],
     }
+    unknown = summary.get("unknown_types")
+    if unknown:  # queries whose type the references lack: the catalogue would not hold it
+        flat[f"types not in the references ({unknown['n']}): flagged new"] = unknown["flagged_new"]
+        flat["  ... of those auto-accepted (as a wrong type)"] = unknown["auto_accepted"]
     _print_mapping("evaluation", flat)
 
 

@@ -104,8 +104,9 @@ def load_labelled(
 
 def answerable_queries(
     references: LabelledSet, queries: LabelledSet, leave_one_out: bool
-) -> tuple[list[int], int]:
-    """Query groups to score, and how many were left out because no answer could be right.
+) -> tuple[list[int], list[int]]:
+    """Query groups to score, and those no answer could get right: their type is not among the
+    references (to the catalogue, a type it does not hold), which should be flagged as new.
 
     Leave-one-out keeps one copy of each (picture, label): exact duplicates are one query, not
     many; a query counts only if another, different picture of its type exists to find. Otherwise
@@ -114,22 +115,19 @@ def answerable_queries(
     if not leave_one_out:
         known = set(references.labels)
         selected = [g for g, label in enumerate(queries.labels) if label in known]
-        return selected, len(queries.labels) - len(selected)
+        unknown = [g for g, label in enumerate(queries.labels) if label not in known]
+        return selected, unknown
     pictures: dict[str, set[str]] = {}
     for sha, label in zip(references.shas, references.labels, strict=True):
         pictures.setdefault(label, set()).add(sha)
     seen: set[tuple[str, str]] = set()
-    selected = []
-    unanswerable = 0
+    selected, unknown = [], []
     for g, (sha, label) in enumerate(zip(queries.shas, queries.labels, strict=True)):
         if (sha, label) in seen:
             continue
         seen.add((sha, label))
-        if pictures[label] - {sha}:
-            selected.append(g)
-        else:
-            unanswerable += 1
-    return selected, unanswerable
+        (selected if pictures[label] - {sha} else unknown).append(g)
+    return selected, unknown
 
 
 @dataclass
@@ -162,6 +160,18 @@ def reliability_bins(confidence: np.ndarray, correct: np.ndarray) -> list[dict[s
                 }
             )
     return bins
+
+
+def unknown_type_decisions(decisions: list[str]) -> dict[str, float] | None:
+    """How queries of types the references lack were decided: ideally ``possible_new_type``,
+    never ``auto_accept`` (a confident wrong type is the one answer a curator may not see)."""
+    if not decisions:
+        return None
+    return {
+        "n": len(decisions),
+        "flagged_new": round(decisions.count("possible_new_type") / len(decisions), 4),
+        "auto_accepted": round(decisions.count("auto_accept") / len(decisions), 4),
+    }
 
 
 def calibration_error(bins: list[dict[str, float]]) -> float | None:
@@ -213,21 +223,23 @@ def evaluate(
         query_crops = np.stack(queries.crops)
         vectors = embedder.embed_arrays(query_crops, np.array(queries.rounds))
         cues = crop_cues(query_crops, queries.framed)
-    selected, unanswerable = answerable_queries(references, queries, leave_one_out)
-    exclude = [({g}, {references.shas[g]}) for g in selected] if leave_one_out else None
+    selected, unknown = answerable_queries(references, queries, leave_one_out)
+    matched = selected + unknown
+    exclude = [({g}, {references.shas[g]}) for g in matched] if leave_one_out else None
     all_groups = queries.groups
     results = matcher.match(
         vectors,
-        [all_groups[g] for g in selected],
+        [all_groups[g] for g in matched],
         top_k=max(top_k, 5),
         exclude=exclude,
         query_crop=queries.views,
         query_cues=cues,
     )
+    results, unknown_results = results[: len(selected)], results[len(selected) :]
     seconds = time.perf_counter() - started
     if leave_one_out:  # the queries' embeddings are the references': count that time too
         seconds += embed_seconds
-    n_images = sum(len(all_groups[g]) for g in selected) if leave_one_out else len(queries.crops)
+    n_images = sum(len(all_groups[g]) for g in matched) if leave_one_out else len(queries.crops)
 
     truths = [type_id[queries.labels[g]] for g in selected]
     top1 = np.array(
@@ -257,7 +269,8 @@ def evaluate(
             confusion[t, r[0][0].type_id] += 1
     summary = {
         "n_queries": len(truths),
-        "n_unanswerable": unanswerable,
+        "n_unanswerable": len(unknown),
+        "unknown_types": unknown_type_decisions([r[1] for r in unknown_results]),
         "top1": round(float(top1.mean()), 4) if len(top1) else 0.0,
         "top5": round(float(top5.mean()), 4) if len(top5) else 0.0,
         "coverage_at_precision": {
