@@ -16,7 +16,9 @@
   coins still order among themselves) plus a fitted multiple of the top type's plain similarity
   (its *certainty*: a coin unlike every reference, in odd light or blur, is less sure than its
   softmax says) go through an isotonic map fitted on the same coins, which makes them
-  calibrated: of the suggestions given 0.98, 98% were right there.
+  calibrated: of the suggestions given 0.98, 98% were right there. A runner-up's confidence is
+  its share of what the top leaves (``ranked_confidences``), so a coin's confidences sum to 1 at
+  most.
 - The auto-accept threshold is the lowest confidence at which held-out precision still meets the
   collection's target; a specimen whose best similarity is below what nearly every known coin
   reaches is flagged as a possible new type.
@@ -286,14 +288,11 @@ def ranked_confidences(top_confidence: float, values: np.ndarray, temperature: f
     test). The cap keeps the list in order where the top is unsure because the coin is unlike
     every reference: part of the rest then belongs to no catalogued type at all.
     """
-    confidences = [top_confidence]
-    if len(values) > 1:
-        scaled = (values[1:] - values[1:].max()) / max(temperature, 1e-6)
-        shares = np.exp(scaled)
-        shares /= shares.sum()
-        for share in shares:
-            confidences.append(min(confidences[-1], (1.0 - top_confidence) * float(share)))
-    return np.array(confidences)
+    if len(values) < 2:
+        return np.array([top_confidence])
+    scaled = (values[1:] - values[1:].max()) / max(temperature, 1e-6)
+    shares = np.exp(scaled) / np.exp(scaled).sum()
+    return np.minimum.accumulate(np.r_[top_confidence, (1.0 - top_confidence) * shares])
 
 
 def decide(suggestions: list[Suggestion], calibration: Calibration) -> str:
