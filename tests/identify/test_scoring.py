@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -108,6 +110,23 @@ def test_runner_ups_share_what_the_top_leaves_and_are_calibrated_too() -> None:
     unsure = Calibration(temperature=0.05, iso_x=[0.0, 1.0], iso_y=[0.0, 0.4])
     ranked = rank({1: 0.50, 2: 0.30, 3: 0.10}, {t: [t] for t in (1, 2, 3)}, unsure, 3)
     assert ranked[1].score <= ranked[0].score
+
+
+def test_only_coins_as_close_as_the_known_ones_are_auto_accepted() -> None:
+    """One type may dominate the neighbours of a coin from a series the catalogue lacks; if the
+    coin is less close to them than nearly all held-out coins identified right, it is reviewed,
+    not accepted."""
+    candidates, truths = _held_out(600)
+    calibration = fit_calibration(candidates, truths, target_precision=0.95)
+    assert 0 < calibration.novelty_similarity < calibration.familiar_similarity
+    gate = Calibration(accept_threshold=0.9, novelty_similarity=0.5, familiar_similarity=0.8)
+    dominant = {1: 0.75, 2: 0.2}  # one type far ahead: a confident softmax
+    sure = [replace(s, score=0.99) for s in rank(dominant, {1: [1], 2: [2]}, gate, 2)]
+    assert decide(sure, gate) == "review"  # similarity 0.75: unfamiliar
+    close = [replace(s, similarity=0.85) for s in sure]
+    assert decide(close, gate) == "auto_accept"
+    far = [replace(s, similarity=0.45) for s in sure]
+    assert decide(far, gate) == "possible_new_type"
 
 
 def test_far_from_everything_is_a_possible_new_type() -> None:
