@@ -20,8 +20,9 @@
   its share of what the top leaves (``ranked_confidences``), so a coin's confidences sum to 1 at
   most.
 - The auto-accept threshold is the lowest confidence at which held-out precision still meets the
-  collection's target; a specimen whose best similarity is below what nearly every known coin
-  reaches is flagged as a possible new type.
+  collection's target, and only a coin as close to its references as most known coins are is
+  auto-accepted; a specimen whose best similarity is below what nearly every known coin reaches
+  is flagged as a possible new type.
 """
 
 from __future__ import annotations
