@@ -318,6 +318,13 @@ def evaluate(
     return EvalResult(summary, names, confusion, mistakes, reliability)
 
 
+def _save_png(image: PILImage.Image, path: Path) -> None:
+    """Write ``image`` as a PNG, atomically (a report re-run never leaves half a picture)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write(path, buffer.getvalue())
+
+
 def confusion_png(labels: list[str], confusion: np.ndarray, path: Path) -> None:
     """A confusion matrix as a picture: rows the true type, columns the suggested one."""
     n = len(labels)
@@ -347,9 +354,7 @@ def confusion_png(labels: list[str], confusion: np.ndarray, path: Path) -> None:
         ImageDraw.Draw(column).text((4, cell // 3), labels[i][:30], fill="black", font=font)
         image.paste(column.rotate(90, expand=True), (margin + i * cell, 0))
     draw.text((4, 4), "rows: true type, columns: suggested", fill="black", font=font)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    atomic_write(path, buffer.getvalue())
+    _save_png(image, path)
 
 
 def reliability_png(reliability: dict[str, list[dict[str, float]]], path: Path) -> None:
@@ -383,9 +388,7 @@ def reliability_png(reliability: dict[str, list[dict[str, float]]], path: Path) 
         x, y = margin + side - 100, 24 + side - 40 + 14 * row
         draw.ellipse([x, y + 2, x + 8, y + 10], fill=colour)
         draw.text((x + 12, y), group.replace("_", "-"), fill="black", font=font)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    atomic_write(path, buffer.getvalue())
+    _save_png(image, path)
 
 
 def _thumb(path: Path, size: int = 160) -> str:
