@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/identify.py
 	$(BIN)/python bench/index.py
 	$(BIN)/python bench/review_load.py
+	$(BIN)/python bench/train.py
 
 clean:
 	rm -rf $(VENV) demo-home .pytest_cache bench/results

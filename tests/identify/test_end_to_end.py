@@ -12,7 +12,9 @@ import pytest
 from sqlalchemy import func, select
 
 from coinlens.catalog import Home, ModelVersion, Specimen, Suggestion
+from coinlens.identify.engine import current_model
 from coinlens.identify.scoring import SIMILARITY_WEIGHTS
+from coinlens.model.train import INPUT_SIZE, TRAIN_SIZE
 from databases import ENGINES, catalogue_url_for, point_home_at
 from helpers import make_image
 
@@ -66,6 +68,10 @@ def test_train_saves_a_calibrated_version(trained) -> None:
         assert calibration["n_heldout"] > 0 and 0 < calibration["temperature"] < 1
         # fitted on the held-out coins, as photographed and re-lit
         assert calibration["similarity_weight"] in SIMILARITY_WEIGHTS
+        # trained on finer crops than it reads: identification keeps its speed
+        config = json.loads(opened.store.get(version.artefacts["config"]))
+        assert (config["train_size"], config["input_size"]) == (TRAIN_SIZE, INPUT_SIZE)
+        assert current_model(opened).embedder.input_size == INPUT_SIZE < TRAIN_SIZE
 
 
 def test_identify_writes_suggestions_and_results(cli, trained, tmp_path: Path) -> None:

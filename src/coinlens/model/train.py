@@ -19,7 +19,11 @@ from coinlens.model.network import DEFAULT_BACKBONE, CoinNet, CosFaceLoss
 from coinlens.model.transforms import Augment, swap_backgrounds, to_tensor
 from coinlens.vision.cues import coin_circles
 
-INPUT_SIZE = 160  # px: finer than 128 reads numerals and mint marks (kaa top-1 +2.4 points)
+# Pixels: finer crops read numerals and mint marks. Trained on 192 px crops, the network is read
+# at 176 px: euro-kaa top-1 0.930 at 160/160, 0.941 at 192/192 and 0.943 at 192/176, which keeps
+# identification at twice the PyTorch baseline's speed (192 px inference falls to 1.7x).
+TRAIN_SIZE = 192  # px of the crops the network is trained on
+INPUT_SIZE = 176  # px of the crops a trained model embeds (identification, references)
 ROTATIONS = 2  # exact turns averaged at inference: the network learnt any angle in training
 EMBEDDING_DIM = 256
 
@@ -33,6 +37,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     frozen_blocks: int = 4
     input_size: int = INPUT_SIZE
+    train_size: int = TRAIN_SIZE
     rotations: int = ROTATIONS
     dim: int = EMBEDDING_DIM
     backbone: str = DEFAULT_BACKBONE
@@ -67,7 +72,8 @@ def train_embedding(
     rng = np.random.default_rng(config.seed)
     device = torch.device(config.device)
     classes = int(labels.max()) + 1
-    model = CoinNet(config.backbone, config.dim).to(device)
+    # Channels-last: the convolutions' fast layout, on the CPU (1.7x per step here) and on CUDA.
+    model = CoinNet(config.backbone, config.dim).to(device, memory_format=torch.channels_last)
     model.freeze_early(config.frozen_blocks)
     loss_fn = CosFaceLoss(model.embedding_dim, classes).to(device)
     augment = Augment(config.scale_jitter).to(device)
@@ -106,7 +112,7 @@ def train_embedding(
                 images = swap_backgrounds(
                     images, circles[index], config.background_swap, generator, flags
                 )
-            images = augment(images, flags)
+            images = augment(images, flags).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             loss = loss_fn(model(images).float(), target)
         optimiser.zero_grad(set_to_none=True)
@@ -117,7 +123,7 @@ def train_embedding(
         losses.append(float(loss.detach()))
         if on_step:
             on_step(step + 1, total, float(np.mean(losses[-steps_per_epoch:])))
-    model.eval()
+    model.to(memory_format=torch.contiguous_format).eval()  # as a loaded checkpoint is
     seconds = time.perf_counter() - started
     stats = {
         "steps": total,
