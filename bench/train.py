@@ -2,7 +2,7 @@
 
 Runs, in one process:
 - a training step (forward, CosFace loss, backward, AdamW) of the default network at
-  ``TRAIN_SIZE`` (192 px), batch 48, the first 4 blocks frozen, with the batch and weights in
+  ``INPUT_SIZE`` (160 px), batch 48, the first 4 blocks frozen, with the batch and weights in
   the default (NCHW) layout and in channels-last, the layout ``train_embedding`` uses (the ratio
   is what it buys);
 - ``train_embedding`` itself on euro-kaa ``train/`` crops for ``--steps`` steps: augmentation,
@@ -21,7 +21,7 @@ import torch
 
 from coinlens.identify.evaluate import load_labelled
 from coinlens.model.network import CoinNet, CosFaceLoss
-from coinlens.model.train import TRAIN_SIZE, TrainConfig, train_embedding
+from coinlens.model.train import INPUT_SIZE, TrainConfig, train_embedding
 from common import bench_parser, write_report
 
 BATCH = 48
@@ -36,7 +36,7 @@ def step_seconds(memory_format: torch.memory_format, repeats: int) -> float:
     loss_fn = CosFaceLoss(model.embedding_dim, 8)
     params = [p for p in model.parameters() if p.requires_grad] + list(loss_fn.parameters())
     optimiser = torch.optim.AdamW(params, lr=1e-4)
-    images = torch.randn(BATCH, 3, TRAIN_SIZE, TRAIN_SIZE).contiguous(memory_format=memory_format)
+    images = torch.randn(BATCH, 3, INPUT_SIZE, INPUT_SIZE).contiguous(memory_format=memory_format)
     labels = torch.randint(0, 8, (BATCH,))
     times = []
     for _ in range(repeats + 2):
@@ -59,13 +59,13 @@ def main() -> None:
     report = {
         "threads": torch.get_num_threads(),
         "batch": BATCH,
-        "input_size": TRAIN_SIZE,
+        "input_size": INPUT_SIZE,
         "step_seconds": {"nchw": round(contiguous, 3), "channels_last": round(channels_last, 3)},
         "channels_last_speedup": round(contiguous / channels_last, 2),
     }
     folder = args.data / "euro-kaa" / "train"
     if folder.is_dir():
-        crops = load_labelled(folder, TRAIN_SIZE)
+        crops = load_labelled(folder, INPUT_SIZE)
         names = sorted(set(crops.labels))
         labels = np.array([names.index(crops.labels[g]) for g in crops.group_of_crop])
         steps_per_epoch = -(-len(labels) // BATCH)

@@ -117,6 +117,15 @@ def train(
             help="Share of training crops shown on another background.",
         ),
     ] = 0.5,
+    input_size: Annotated[
+        int | None,
+        typer.Option(
+            "--input-size",
+            min=96,
+            max=384,
+            help="Pixels of the crops it learns and reads (default 160; 192: finer, slower).",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     backbone: Annotated[
         str, typer.Option("--backbone", help=f"One of: {', '.join(BACKBONES)}.")
@@ -141,6 +150,7 @@ def train(
         device=_check_device(device),
         backbone=backbone,
         background_swap=background_swap,
+        **({"input_size": input_size} if input_size else {}),
     )
     with open_home(home) as opened:
         try:

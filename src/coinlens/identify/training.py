@@ -351,7 +351,7 @@ def train_model(
 
     if progress.on_stage:
         progress.on_stage("load crops", len(train))
-    crops = load_crops(home.store, train, config.train_size)
+    crops = load_crops(home.store, train, config.input_size)
     if progress.on_advance:
         progress.on_advance(len(train), "")
     labels = np.array([label_of[r.type_id] for r in train])
@@ -375,7 +375,6 @@ def train_model(
             "backbone": config.backbone,
             "dim": config.dim,
             "input_size": config.input_size,
-            "train_size": config.train_size,
             "rotations": config.rotations,
         },
     )

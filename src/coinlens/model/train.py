@@ -19,11 +19,10 @@ from coinlens.model.network import DEFAULT_BACKBONE, CoinNet, CosFaceLoss
 from coinlens.model.transforms import Augment, swap_backgrounds, to_tensor
 from coinlens.vision.cues import coin_circles
 
-# Pixels: finer crops read numerals and mint marks. Trained on 192 px crops, the network is read
-# at 176 px: euro-kaa top-1 0.930 at 160/160, 0.941 at 192/192 and 0.943 at 192/176, which keeps
-# identification at twice the PyTorch baseline's speed (192 px inference falls to 1.7x).
-TRAIN_SIZE = 192  # px of the crops the network is trained on
-INPUT_SIZE = 176  # px of the crops a trained model embeds (identification, references)
+# Pixels: finer crops read numerals and mint marks (euro-kaa top-1: 128 px 0.857, 160 px 0.93,
+# 192 px 0.94 in three trainings, but identification at 192 px runs at 1.7x the PyTorch baseline's
+# speed instead of 2.2x: ``coinlens train --input-size 192`` where speed matters less).
+INPUT_SIZE = 160
 ROTATIONS = 2  # exact turns averaged at inference: the network learnt any angle in training
 EMBEDDING_DIM = 256
 
@@ -37,7 +36,6 @@ class TrainConfig:
     weight_decay: float = 1e-4
     frozen_blocks: int = 4
     input_size: int = INPUT_SIZE
-    train_size: int = TRAIN_SIZE
     rotations: int = ROTATIONS
     dim: int = EMBEDDING_DIM
     backbone: str = DEFAULT_BACKBONE
