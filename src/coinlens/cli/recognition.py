@@ -138,7 +138,7 @@ def train(
     from coinlens.identify.distributed import RayUnavailable
     from coinlens.identify.training import TrainingError
     from coinlens.model.network import BackboneUnavailable, backbone_weights
-    from coinlens.model.train import TrainConfig
+    from coinlens.model.train import INPUT_SIZE, TrainConfig
 
     check_engine(engine)
     try:
@@ -150,7 +150,7 @@ def train(
         device=_check_device(device),
         backbone=backbone,
         background_swap=background_swap,
-        **({"input_size": input_size} if input_size else {}),
+        input_size=input_size or INPUT_SIZE,
     )
     with open_home(home) as opened:
         try:
