@@ -153,6 +153,30 @@ def test_shards_by_collection_search_merge_and_save_apart(tmp_path: Path) -> Non
     np.testing.assert_array_equal(again.search(queries, 5)[1], sharded.search(queries, 5)[1])
 
 
+def test_cues_measured_another_way_are_dropped_to_be_measured_again(tmp_path: Path) -> None:
+    """An index saved before ``CUE_VERSION`` changed loads its references without their cues,
+    so that sync measures them again instead of comparing them with differently measured ones."""
+    import io
+
+    rng = np.random.default_rng(2)
+    cues = np.full((4, 4), 130.0, np.float32)
+    index = ReferenceIndex(8)
+    index.add(
+        np.arange(4), _unit(rng.normal(size=(4, 8))), np.arange(4), np.arange(4), ["s"] * 4, cues
+    )
+    store = LocalStore(tmp_path / "store")
+    index.save(store, "idx.npz")
+    assert set(ReferenceIndex.load(store, "idx.npz", 8).cues_of) == {0, 1, 2, 3}
+
+    arrays = dict(np.load(io.BytesIO(store.get("idx.npz"))))
+    del arrays["cue_version"]  # as saved by the first version of the cues
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    store.put("idx.npz", buffer.getvalue())
+    older = ReferenceIndex.load(store, "idx.npz", 8)
+    assert len(older) == 4 and older.cues_of == {}
+
+
 def test_an_index_saved_before_shards_still_loads(tmp_path: Path) -> None:
     import io
 

@@ -25,6 +25,7 @@ import faiss
 import numpy as np
 
 from coinlens.storage import KeyNotFound, ObjectStore
+from coinlens.vision.cues import CUE_VERSION
 
 HNSW_NEIGHBOURS = 32
 HNSW_EF_CONSTRUCTION = 80
@@ -56,7 +57,8 @@ def _from_blob(blob: np.ndarray) -> faiss.IndexIDMap2:
 
 class ReferenceIndex:
     """Search reference images by embedding; each carries its type id, specimen id, sha256 and
-    physical cues (``coinlens.vision.cues``; absent for an index saved before cues existed)."""
+    physical cues (``coinlens.vision.cues``; absent for an index saved before cues existed or
+    measured another way: ``CUE_VERSION``)."""
 
     def __init__(self, dim: int, *, approximate_above: int | None = None) -> None:
         self.dim = dim
@@ -264,6 +266,7 @@ class ReferenceIndex:
             shard_keys=np.array([saved[n] for n in names], dtype=str),
             dim=np.array(self.dim),
             cue_ids=with_cues,
+            cue_version=np.array(CUE_VERSION),
             cues=np.array([self.cues_of[i] for i in with_cues], dtype=np.float32),
         )
         store.put(key, buffer.getvalue())
@@ -299,7 +302,8 @@ class ReferenceIndex:
             index.specimen_of[int(image_id)] = int(specimen_id)
             index.sha_of[int(image_id)] = str(sha)
             index.shard_of[int(image_id)] = name
-        if "cues" in arrays:
+        cue_version = int(arrays["cue_version"]) if "cue_version" in arrays else 1
+        if "cues" in arrays and cue_version == CUE_VERSION:  # else measured again by sync
             index.set_cues(arrays["cue_ids"], arrays["cues"])
         index._keep_kind(index._shards)  # an exact shard saved before the catalogue grew
         return index

@@ -218,12 +218,14 @@ def locate_coins(image: Image.Image) -> Layout:
     pixels, scale = _to_work(image)
     h, w = pixels.shape[:2]
     background = _plain_background(pixels)
+    if background is None and max(image.size) < TRAY_MIN_SIZE:
+        return _framed(pixels, scale)  # never a tray: no circles to look for
     if background is None:
         gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
         side = min(h, w)
         # Many small circles on a textured table (a tray), or one coin filling a crop.
         small = [c for c in _hough(gray, side * 0.025, side * 0.16) if c[2] < side * 0.16]
-        if len(small) >= 3 and max(image.size) >= TRAY_MIN_SIZE:
+        if len(small) >= 3:
             boxes = _suppress_nested([_circle_box(cx, cy, r, scale) for cx, cy, r in small])
             return Layout("tray", tuple(_reading_order(boxes)))
         return _framed(pixels, scale)
