@@ -4,7 +4,7 @@ Runs, in one process on the same images:
 - the PyTorch baseline of the recognition issue: untuned EfficientNet-Lite0 at 224 px, batch 32,
   eager PyTorch, one orientation (the 27-31 images/s reference);
 - coinlens: decode, localise and crop, embed at the model's input size and rotations (trained
-  models: 160 px, 2 rotations) in ONNX Runtime, exact search and scoring (keypoint verification
+  models: 192 px, 2 rotations) in ONNX Runtime, exact search and scoring (keypoint verification
   where uncertain, and without it).
 
 Prints and writes JSON (``bench/results/identify.json``). Usage:

@@ -2,10 +2,8 @@
 
 Runs, in one process:
 - a training step (forward, CosFace loss, backward, AdamW) of the default network at
-  ``INPUT_SIZE`` (160 px), batch 48, the first 4 blocks frozen, with the batch and weights in
-  the default (NCHW) layout and in channels-last (1.75x faster per step here, but the two
-  default trainings run with it came out at the bottom of the default's accuracy spread, so
-  ``train_embedding`` keeps the default layout until that is told from noise);
+  ``INPUT_SIZE`` (192 px), batch 48, the first 4 blocks frozen, with the batch and weights in
+  the default (NCHW) layout and in channels-last (the layout ``train_embedding`` uses);
 - ``train_embedding`` itself on euro-kaa ``train/`` crops for ``--steps`` steps: augmentation,
   background swap and the step, as ``coinlens train`` runs them.
 

@@ -19,7 +19,7 @@ from helpers import make_image
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "euro-coins"
 TYPES = ["10c", "1c", "1e", "20c", "2c", "2e", "50c", "5c"]
-INPUT_SIZE = 176  # px, `coinlens train --input-size` (the default: 160)
+INPUT_SIZE = 176  # px, `coinlens train --input-size` (the default: 192)
 
 
 def _subset(source: Path, target: Path, per_type: int) -> Path:

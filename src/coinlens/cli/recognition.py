@@ -123,7 +123,7 @@ def train(
             "--input-size",
             min=96,
             max=384,
-            help="Pixels of the crops it learns and reads (default 160; 192: finer, slower).",
+            help="Pixels of the crops it learns and reads (default 192; 160: coarser, faster).",
         ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",

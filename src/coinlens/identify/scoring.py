@@ -408,6 +408,8 @@ SIMILARITY_WEIGHTS = (0.0, 5.0, 10.0, 20.0, 40.0, 80.0)
 # model trained with three proxies per type); euro-studio references 0.363 / 0.532 / 0.497 / 0.388.
 SIMILARITY_PRIOR = 40.0
 BOOTSTRAP_RESAMPLES = 200
+# How many standard errors another weight's lead must exceed to replace the prior.
+SIMILARITY_EVIDENCE = 2.0
 
 
 def fit_similarity_weight(
@@ -457,7 +459,7 @@ def fit_similarity_weight(
         rows = (drawn[None, :] + coins * np.arange(len(odds))[:, None]).ravel()
         resampled = aucs(rows)
         differences.append(resampled[best] - resampled[prior])
-    if measured[best] - measured[prior] > np.std(differences):
+    if measured[best] - measured[prior] > SIMILARITY_EVIDENCE * np.std(differences):
         return SIMILARITY_WEIGHTS[best]
     return SIMILARITY_PRIOR
 

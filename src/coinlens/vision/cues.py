@@ -39,6 +39,9 @@ WORK_SIDE = 128
 # Bumped whenever cues are measured differently, so that cues stored with references (the index)
 # are measured again rather than compared with differently measured ones. 1: at 160 px.
 CUE_VERSION = 2
+# px: training finds the rim (outside it, a crop's background is swapped) at the finer side every
+# measured training used; it runs once per crop per training, so speed does not matter there.
+CIRCLE_SIDE = 160
 INNER_DISC = 0.8  # share of the radius whose colour is the metal's
 EDGE_SHARE = 0.7  # a rim candidate needs this share of the strongest circle's edge support
 
@@ -84,9 +87,11 @@ def _central_circle(gray: np.ndarray) -> tuple[float, float, float] | None:
     return float(cx), float(cy), float(r)
 
 
-def _at_work_side(pixels: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float] | None]:
-    """The crop shrunk to ``WORK_SIDE`` (never enlarged) and its coin's rim there, if found."""
-    scale = min(1.0, WORK_SIDE / max(pixels.shape[:2]))
+def _at_work_side(
+    pixels: np.ndarray, side: int = WORK_SIDE
+) -> tuple[np.ndarray, tuple[float, float, float] | None]:
+    """The crop shrunk to ``side`` (never enlarged) and its coin's rim there, if found."""
+    scale = min(1.0, side / max(pixels.shape[:2]))
     if scale < 1.0:
         size = (round(pixels.shape[1] * scale), round(pixels.shape[0] * scale))
         pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
@@ -139,7 +144,7 @@ def hue_difference(hue: np.ndarray | float, other: np.ndarray | float) -> np.nda
 
 
 def _circle_share(pixels: np.ndarray) -> np.ndarray:
-    pixels, circle = _at_work_side(pixels)
+    pixels, circle = _at_work_side(pixels, CIRCLE_SIDE)
     height, width = pixels.shape[:2]
     if circle is None:
         return np.array([0.5, 0.5, 0.5], np.float32)
