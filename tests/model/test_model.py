@@ -97,3 +97,34 @@ def test_background_swap_keeps_the_coin_and_changes_the_table() -> None:
     assert torch.equal(swap_backgrounds(tensor, circles, 0.0), tensor)
     flat = np.zeros(4, bool)
     assert torch.equal(swap_backgrounds(tensor, circles, 1.0, round_flags=flat), tensor)
+
+
+def test_colour_jitter_changes_the_light_not_the_picture() -> None:
+    """Training's lighting changes keep a grey table grey (a gain and a contrast change only),
+    stay in range, leave the batch alone at probability zero, and turn a coloured coin's hue
+    by no more than ``LIGHTING`` allows; ``relit`` puts a whole batch under one lamp."""
+    import cv2
+
+    from coinlens.model.transforms import LIGHTING, jitter_colour, relit
+
+    torch.manual_seed(0)
+    grey = torch.full((64, 3, 8, 8), 0.5)
+    lit = jitter_colour(grey)
+    assert torch.allclose(lit[:, 0], lit[:, 1], atol=1e-5)
+    assert torch.allclose(lit[:, 1], lit[:, 2], atol=1e-5)
+    assert lit.std(dim=0).max() > 0.02  # the gain differs between images
+    assert torch.equal(jitter_colour(grey, probability=0.0), grey)
+
+    copper = torch.tensor([0.72, 0.45, 0.2])[None, :, None, None].expand(64, 3, 8, 8)
+    lit = jitter_colour(copper)
+    assert lit.min() >= 0 and lit.max() <= 1
+    hsv = cv2.cvtColor(lit[:, :, 0, 0].numpy()[None].astype(np.float32), cv2.COLOR_RGB2HSV)[0]
+    base = cv2.cvtColor(copper[:1, :, 0, 0].numpy()[None], cv2.COLOR_RGB2HSV)[0, 0, 0]
+    turn = (hsv[:, 0] - base + 180) % 360 - 180  # degrees
+    assert np.abs(turn).max() < LIGHTING["hue"] * 360 * 1.5 and np.abs(turn).max() > 3
+
+    pictures = np.stack([coin_picture(32, seed) for seed in range(3)])
+    once, again = relit(pictures, seed=4), relit(pictures, seed=4)
+    assert np.array_equal(once, again) and not np.array_equal(once, pictures)
+    grey_pictures = np.full((2, 4, 4, 3), 128, np.uint8)
+    assert np.ptp(relit(grey_pictures, seed=1).astype(int), axis=-1).max() <= 1

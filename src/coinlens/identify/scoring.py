@@ -341,16 +341,35 @@ def _pav(
     return knots_x, knots_y
 
 
+def _score_table(
+    candidate_scores: list[dict[int, float]], true_types: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Coins' candidate scores as one (coins, most candidates) array padded with -inf, and each
+    coin's true type's column (-1 where it is no candidate): every temperature tried reads it."""
+    width = max((len(scores) for scores in candidate_scores), default=0)
+    table = np.full((len(candidate_scores), max(width, 1)), -np.inf)
+    column = np.full(len(candidate_scores), -1)
+    for i, (scores, truth) in enumerate(zip(candidate_scores, true_types, strict=True)):
+        table[i, : len(scores)] = list(scores.values())
+        if truth in scores:
+            column[i] = list(scores).index(truth)
+    return table, column
+
+
+def _table_log_losses(table: np.ndarray, column: np.ndarray, temperature: float) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = (table - table.max(axis=1, keepdims=True)) / max(temperature, 1e-6)
+        probabilities = np.exp(scaled) / np.exp(scaled).sum(axis=1, keepdims=True)
+    rows = np.arange(len(table))
+    p_true = np.where(column >= 0, probabilities[rows, np.maximum(column, 0)], 1e-6)
+    return -np.log(np.maximum(np.nan_to_num(p_true, nan=1e-6), 1e-6))
+
+
 def coin_log_losses(
     candidate_scores: list[dict[int, float]], true_types: list[int], temperature: float
 ) -> np.ndarray:
     """-log softmax probability of each coin's true type (1e-6 where it is no candidate)."""
-    losses = np.zeros(len(true_types))
-    for i, (scores, truth) in enumerate(zip(candidate_scores, true_types, strict=True)):
-        probabilities = softmax(np.array(list(scores.values())), temperature)
-        p_true = probabilities[list(scores).index(truth)] if truth in scores else 1e-6
-        losses[i] = -np.log(max(p_true, 1e-6))
-    return losses
+    return _table_log_losses(*_score_table(candidate_scores, true_types), temperature)
 
 
 def negative_log_likelihood(
@@ -362,13 +381,18 @@ def negative_log_likelihood(
     return float(coin_log_losses(candidate_scores, true_types, temperature).mean())
 
 
+TEMPERATURES = np.geomspace(0.005, 0.5, 60)
+
+
 def fit_temperature(
     candidate_scores: list[dict[int, float]], true_types: list[int]
 ) -> tuple[float, float]:
     """(temperature, its negative log-likelihood): the best of a grid."""
+    if not true_types:
+        return float(TEMPERATURES[0]), 0.0
+    table, column = _score_table(candidate_scores, true_types)
     fits = [
-        (float(t), negative_log_likelihood(candidate_scores, true_types, float(t)))
-        for t in np.geomspace(0.005, 0.5, 60)
+        (float(t), float(_table_log_losses(table, column, float(t)).mean())) for t in TEMPERATURES
     ]
     return min(fits, key=lambda fit: fit[1])
 
