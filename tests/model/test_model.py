@@ -99,32 +99,39 @@ def test_background_swap_keeps_the_coin_and_changes_the_table() -> None:
     assert torch.equal(swap_backgrounds(tensor, circles, 1.0, round_flags=flat), tensor)
 
 
-def test_colour_jitter_changes_the_light_not_the_picture() -> None:
-    """Training's lighting changes keep a grey table grey (a gain and a contrast change only),
-    stay in range, leave the batch alone at probability zero, and turn a coloured coin's hue
-    by no more than ``LIGHTING`` allows; ``relit`` puts a whole batch under one lamp."""
-    import cv2
-
-    from coinlens.model.transforms import LIGHTING, jitter_colour, relit
+def test_augmentation_stays_in_range_and_relit_is_one_lamp_per_batch() -> None:
+    """Training's augmentation keeps a batch's shape and range and changes every crop;
+    ``relit`` puts a whole batch under one lamp, the same for one seed, and keeps grey grey."""
+    from coinlens.model.transforms import Augment, relit, to_tensor
 
     torch.manual_seed(0)
-    grey = torch.full((64, 3, 8, 8), 0.5)
-    lit = jitter_colour(grey)
-    assert torch.allclose(lit[:, 0], lit[:, 1], atol=1e-5)
-    assert torch.allclose(lit[:, 1], lit[:, 2], atol=1e-5)
-    assert lit.std(dim=0).max() > 0.02  # the gain differs between images
-    assert torch.equal(jitter_colour(grey, probability=0.0), grey)
+    pictures = np.stack([coin_picture(64, seed) for seed in range(16)])
+    tensor = to_tensor(pictures)
+    with torch.no_grad():
+        augmented = Augment()(tensor)
+    assert augmented.shape == tensor.shape
+    assert augmented.min() >= -1 and augmented.max() <= 1
+    assert all(not torch.allclose(a, t) for a, t in zip(augmented, tensor, strict=True))
 
-    copper = torch.tensor([0.72, 0.45, 0.2])[None, :, None, None].expand(64, 3, 8, 8)
-    lit = jitter_colour(copper)
-    assert lit.min() >= 0 and lit.max() <= 1
-    hsv = cv2.cvtColor(lit[:, :, 0, 0].numpy()[None].astype(np.float32), cv2.COLOR_RGB2HSV)[0]
-    base = cv2.cvtColor(copper[:1, :, 0, 0].numpy()[None], cv2.COLOR_RGB2HSV)[0, 0, 0]
-    turn = (hsv[:, 0] - base + 180) % 360 - 180  # degrees
-    assert np.abs(turn).max() < LIGHTING["hue"] * 360 * 1.5 and np.abs(turn).max() > 3
+    once, again = relit(pictures[:3], seed=4), relit(pictures[:3], seed=4)
+    assert np.array_equal(once, again) and not np.array_equal(once, pictures[:3])
+    grey = np.full((2, 4, 4, 3), 128, np.uint8)
+    lit = relit(grey, seed=1).astype(int)
+    assert np.ptp(lit, axis=-1).max() <= 1 and np.ptp(lit) <= 1  # one lamp: both alike
 
-    pictures = np.stack([coin_picture(32, seed) for seed in range(3)])
-    once, again = relit(pictures, seed=4), relit(pictures, seed=4)
-    assert np.array_equal(once, again) and not np.array_equal(once, pictures)
-    grey_pictures = np.full((2, 4, 4, 3), 128, np.uint8)
-    assert np.ptp(relit(grey_pictures, seed=1).astype(int), axis=-1).max() <= 1
+
+def test_hue_turn_is_kornias_and_the_jitter_keeps_what_it_does_not_choose() -> None:
+    """``shift_hue`` is kornia's ``adjust_hue`` in closed form (greys and channel ties
+    included), and ``ColourJitter`` leaves a batch alone at chance zero."""
+    from kornia.enhance import adjust_hue
+
+    from coinlens.model.transforms import ColourJitter, shift_hue
+
+    torch.manual_seed(0)
+    batch = torch.rand(6, 3, 16, 16)
+    batch[:, :, :4] = 0.5  # grey
+    batch[:, 1, 4:8] = batch[:, 0, 4:8]  # red and green tie
+    turns = torch.linspace(-0.45, 0.45, 6)
+    assert torch.allclose(shift_hue(batch, turns), adjust_hue(batch, turns * 2 * np.pi), atol=1e-5)
+    assert torch.equal(ColourJitter(p=0.0)(batch), batch)
+    assert not torch.allclose(ColourJitter(p=1.0)(batch), batch)
