@@ -4,6 +4,8 @@ Runs, in one process:
 - a training step (forward, CosFace loss, backward, AdamW) of the default network at
   ``INPUT_SIZE`` (192 px), batch 48, the first 4 blocks frozen, with the batch and weights in
   the default (NCHW) layout and in channels-last (the layout ``train_embedding`` uses);
+- the augmentation alone (background swap, then ``Augment``) of one batch of euro-kaa crops,
+  as the training loop runs it before each step;
 - ``train_embedding`` itself on euro-kaa ``train/`` crops for ``--steps`` steps: augmentation,
   background swap and the step, as ``coinlens train`` runs them.
 
@@ -21,6 +23,8 @@ import torch
 from coinlens.identify.evaluate import load_labelled
 from coinlens.model.network import CoinNet, CosFaceLoss
 from coinlens.model.train import INPUT_SIZE, TrainConfig, train_embedding
+from coinlens.model.transforms import Augment, swap_backgrounds, to_tensor
+from coinlens.vision.cues import coin_circles
 from common import bench_parser, write_report
 
 BATCH = 48
@@ -48,6 +52,27 @@ def step_seconds(memory_format: torch.memory_format, repeats: int) -> float:
     return float(np.median(times[2:]))
 
 
+def augment_seconds(crops: np.ndarray, rounds: np.ndarray, repeats: int) -> float:
+    """Median seconds to prepare one training batch: background swap and ``Augment``."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    circles = coin_circles(crops)
+    augment = Augment(TrainConfig.scale_jitter)
+    generator = torch.Generator().manual_seed(0)
+    times = []
+    for _ in range(repeats + 2):
+        index = rng.integers(0, len(crops), BATCH)
+        started = time.perf_counter()
+        with torch.no_grad():
+            images = to_tensor(crops[index])
+            images = swap_backgrounds(
+                images, circles[index], TrainConfig.background_swap, generator, rounds[index]
+            )
+            augment(images, rounds[index])
+        times.append(time.perf_counter() - started)
+    return float(np.median(times[2:]))
+
+
 def main() -> None:
     parser = bench_parser("train", __doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="steps of the real training loop")
@@ -67,6 +92,9 @@ def main() -> None:
         crops = load_labelled(folder, INPUT_SIZE)
         names = sorted(set(crops.labels))
         labels = np.array([names.index(crops.labels[g]) for g in crops.group_of_crop])
+        report["augment_seconds_per_batch"] = round(
+            augment_seconds(np.stack(crops.crops), np.array(crops.rounds), 4 * args.repeats), 3
+        )
         steps_per_epoch = -(-len(labels) // BATCH)
         config = TrainConfig(epochs=1)
         rng = np.random.default_rng(0)  # one epoch of a random subset = --steps steps
