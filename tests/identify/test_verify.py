@@ -244,27 +244,3 @@ def test_pair_photos_reach_the_verifier_from_ingest_and_upload(cli, home: Path, 
     assert len(uploaded) == 2 and all(c.picture_jpeg for c in uploaded)
     single = coins_in_photo((folder / "single.jpg").read_bytes(), max_pixels=10**8)
     assert len(single) == 1 and single[0].picture_jpeg is None
-
-
-def test_references_computed_together_equal_those_computed_one_by_one() -> None:
-    """A shortlist's reference keypoints come on every core at once: the same keypoints as
-    one at a time, each reference read once, in the order asked (repeats included)."""
-    from coinlens.identify.verify import views_keypoints
-
-    crops, _ = _references()
-    reads: list[int] = []
-
-    def load(image_id: int) -> np.ndarray:
-        reads.append(image_id)
-        return crops[image_id]
-
-    verifier = KeypointVerifier(load)
-    asked = [4, 0, 9, 4, 13, 2, 7]
-    together = verifier.references(asked)
-    assert sorted(reads) == sorted(set(asked))
-    for image_id, found in zip(asked, together, strict=True):
-        alone = views_keypoints(crops[image_id]).crop
-        assert np.array_equal(found.crop.points, alone.points)
-        assert np.array_equal(found.crop.descriptors, alone.descriptors)
-    verifier.references(asked)
-    assert sorted(reads) == sorted(set(asked))  # cached

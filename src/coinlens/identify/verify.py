@@ -24,10 +24,8 @@ the side crops had 3 to 8; leave-one-out top-1 0.904 -> 0.921).
 from __future__ import annotations
 
 import io
-import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -175,26 +173,12 @@ class KeypointVerifier:
         found = self._cache.get(image_id)
         if found is None:
             found = views_keypoints(self._load(image_id))
-            self._keep(image_id, found)
+            self._cache[image_id] = found
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(image_id)
         return found
-
-    def references(self, image_ids: list[int]) -> list[ViewKeypoints]:
-        """``reference`` of each id. Those not cached are read in turn and their keypoints
-        computed on every core at once (OpenCV frees the GIL): a shortlist's, a voting pool's."""
-        missing = [i for i in dict.fromkeys(image_ids) if i not in self._cache]
-        if len(missing) > 1:
-            views = [self._load(i) for i in missing]
-            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-                for image_id, found in zip(missing, pool.map(views_keypoints, views), strict=True):
-                    self._keep(image_id, found)
-        return [self.reference(i) for i in image_ids]
-
-    def _keep(self, image_id: int, found: ViewKeypoints) -> None:
-        self._cache[image_id] = found
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
 
     def _voting_pool(self, index: ReferenceIndex) -> tuple[Any, np.ndarray] | None:
         """A faiss index of every reference's strongest descriptors and the image id of each
@@ -203,7 +187,7 @@ class KeypointVerifier:
             return None
         if self._pool is None or self._pool[:2] != (id(index), index.generation):
             ids = sorted(index.type_of)
-            descriptors = [r.crop.descriptors[:VOTE_DESCRIPTORS] for r in self.references(ids)]
+            descriptors = [self.reference(i).crop.descriptors[:VOTE_DESCRIPTORS] for i in ids]
             owners = np.concatenate(
                 [np.full(len(d), i, np.int64) for i, d in zip(ids, descriptors, strict=True)]
                 or [np.zeros(0, np.int64)]
@@ -262,7 +246,7 @@ class KeypointVerifier:
                 image_ids = np.concatenate([image_ids, np.array([i for i, _ in more])])
                 adjusted = np.concatenate([adjusted, np.array([s for _, s in more], np.float32)])
                 positions += list(range(start, len(image_ids)))
-        references = self.references([int(image_ids[p]) for p in positions])
+        references = [self.reference(int(image_ids[p])) for p in positions]
         best = float(adjusted[positions].max()) if positions else 0.0
         for position, count in zip(positions, view_inliers(query_points, references), strict=True):
             adjusted[position] = lifted(float(adjusted[position]), best, count, weight)

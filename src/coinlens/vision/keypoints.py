@@ -8,7 +8,6 @@ inliers mean the same coin, or coins struck from the same dies, whatever the lig
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import cv2
@@ -30,13 +29,14 @@ class Keypoints:
         return len(self.points)
 
 
-_local = threading.local()  # one detector per thread: references' keypoints come on every core
+_sift = None
 
 
 def _detector():
-    if getattr(_local, "sift", None) is None:
-        _local.sift = cv2.SIFT_create(nfeatures=MAX_FEATURES, contrastThreshold=0.02)
-    return _local.sift
+    global _sift
+    if _sift is None:
+        _sift = cv2.SIFT_create(nfeatures=MAX_FEATURES, contrastThreshold=0.02)
+    return _sift
 
 
 def keypoints(crop: np.ndarray) -> Keypoints:
