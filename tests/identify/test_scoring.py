@@ -10,10 +10,12 @@ import pytest
 from coinlens.identify.scoring import (
     Calibration,
     accept_threshold,
+    coin_log_losses,
     combine_images,
     coverage_at_precision,
     decide,
     fit_calibration,
+    fit_temperature,
     image_type_scores,
     rank,
 )
@@ -271,3 +273,28 @@ def test_confidence_falls_with_rank_whatever_each_types_similarity() -> None:
     scores = [s.score for s in ranked]
     assert [s.type_id for s in ranked] == [0, 1, 2]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_each_coins_loss_is_its_true_types_softmax_whatever_its_candidates() -> None:
+    """Coins with two, one or five candidates, one whose true type is no candidate: each loss
+    is -log of its own softmax, and the fitted temperature is the grid's best for them all."""
+    coins = [
+        {1: 0.9, 2: 0.5},
+        {3: 0.7},
+        {1: 0.6, 2: 0.62, 3: 0.1, 4: 0.3, 5: 0.59},
+        {1: 0.8, 2: 0.7},
+    ]
+    truths = [1, 3, 5, 9]
+    losses = coin_log_losses(coins, truths, 0.1)
+    assert losses[0] == pytest.approx(-np.log(np.exp(9) / (np.exp(9) + np.exp(5))))
+    assert losses[1] == pytest.approx(0.0)
+    third = np.exp(np.array([0.6, 0.62, 0.1, 0.3, 0.59]) / 0.1)
+    assert losses[2] == pytest.approx(-np.log(third[4] / third.sum()))
+    assert losses[3] == pytest.approx(-np.log(1e-6))
+
+    temperature, loss = fit_temperature(coins, truths)
+    grid = np.geomspace(0.005, 0.5, 60)
+    means = [coin_log_losses(coins, truths, t).mean() for t in grid]
+    assert temperature == pytest.approx(grid[int(np.argmin(means))])
+    assert loss == pytest.approx(min(means))
+    assert fit_temperature([], []) == (pytest.approx(0.005), 0.0)

@@ -372,15 +372,6 @@ def coin_log_losses(
     return _table_log_losses(*_score_table(candidate_scores, true_types), temperature)
 
 
-def negative_log_likelihood(
-    candidate_scores: list[dict[int, float]], true_types: list[int], temperature: float
-) -> float:
-    """Mean -log softmax probability of the true type (a proper score of the ranking)."""
-    if not true_types:
-        return 0.0
-    return float(coin_log_losses(candidate_scores, true_types, temperature).mean())
-
-
 TEMPERATURES = np.geomspace(0.005, 0.5, 60)
 
 
