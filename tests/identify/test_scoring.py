@@ -175,6 +175,28 @@ def test_cues_separate_types_that_share_a_design() -> None:
     assert set(stats.adjustments(query, [1, 2], Calibration()).values()) == {0.0}
 
 
+def test_size_is_no_cue_where_every_candidate_fills_the_frame_alike() -> None:
+    """References cut to the coin's own edge (a studio's, each coin filling its frame) share one
+    diameter share whatever the denomination: it is no scale, and the types' different spreads
+    must not rank them (euro-studio references, kaa queries: top-1 0.851 -> 0.865 and 0.714 ->
+    0.778 for two trainings). A coin still picks between candidates whose sizes differ."""
+    from coinlens.identify.scoring import CueStats
+
+    rng = np.random.default_rng(2)
+    colour = rng.normal([110, 130, 155], 2, (60, 3))
+    shares = np.r_[
+        rng.normal(0.812, 0.01, 20), rng.normal(0.815, 0.03, 20), rng.normal(0.65, 0.01, 20)
+    ]
+    stats = CueStats.from_references(
+        np.column_stack([shares, colour]), np.array([1] * 20 + [2] * 20 + [3] * 20)
+    )
+    calibration = Calibration(size_weight=0.02)
+    query = np.array([0.77, 110, 130, 155], dtype=np.float32)
+    assert set(stats.adjustments(query, [1, 2], calibration).values()) == {0.0}
+    sized = stats.adjustments(query, [1, 2, 3], calibration)
+    assert sized[1] > sized[3] and sized[2] > sized[3]
+
+
 def test_metal_hue_survives_a_vivid_photo() -> None:
     """A saturated phone photo of a copper cent has the chroma of Nordic gold; the hue angle
     still places it with copper. A grey (silver) coin has no hue and is not judged by one."""

@@ -39,6 +39,7 @@ from coinlens.vision.cues import HUE_FEATURE, SIZE_FEATURE, cue_features, hue_di
 CUE_SPREAD_FLOOR = np.array([0.02, 4.0], dtype=np.float32)
 CUE_MIN_REFERENCES = 3  # references with a measured cue before a type's cue counts
 CUE_Z2_CAP = 25.0  # one odd measurement cannot outweigh the design
+SIZE_SCALE_MIN = 0.02  # diameter share: candidates' medians all closer than this carry no scale
 
 
 # Fitted before the temperature, on how types are scored (``fit_calibration`` keeps them)
@@ -192,7 +193,11 @@ class CueStats:
         """What to add to each candidate type's score for a coin with cues ``query``.
 
         A cue counts only if the coin has it and every candidate type's references do, so that
-        a type photographed differently is not favoured for lacking the cue."""
+        a type photographed differently is not favoured for lacking the cue. The size counts
+        only where the candidates' median sizes differ by ``SIZE_SCALE_MIN`` or more: references
+        cut to the coin's edge (a studio's, every denomination filling its frame alike) carry no
+        scale, and their spreads alone would rank the types (euro-studio references for kaa
+        queries: top-1 0.851 -> 0.865 and 0.714 -> 0.778 for two trainings, kaa unchanged)."""
         out = dict.fromkeys(type_ids, 0.0)
         features = cue_features(query)[0]
         for dim, weight in (
@@ -203,6 +208,8 @@ class CueStats:
                 continue
             medians = [self.median.get(t) for t in type_ids]
             if any(m is None or np.isnan(m[dim]) for m in medians):
+                continue
+            if dim == SIZE_FEATURE and np.ptp([m[dim] for m in medians]) < SIZE_SCALE_MIN:
                 continue
             for type_id, middle in zip(type_ids, medians, strict=True):
                 deviation = _deviations(features[None], middle)[0, dim]
