@@ -9,6 +9,9 @@ Runs, in one process:
 - ``train_embedding`` itself on euro-kaa ``train/`` crops for ``--steps`` steps: augmentation,
   background swap and the step, as ``coinlens train`` runs them.
 
+Freed memory is kept for reuse (``coinlens.model.memory``) from the start, as in training, so
+every part is measured as training runs it (``"reuse_freed_memory"``: whether it applied).
+
 Prints and writes JSON (``bench/results/train.json``). Usage:
 ``python bench/train.py [--data DIR] [--steps N] [--repeats N]``.
 """
@@ -21,6 +24,7 @@ import numpy as np
 import torch
 
 from coinlens.identify.evaluate import load_labelled
+from coinlens.model.memory import reuse_freed_memory
 from coinlens.model.network import CoinNet, CosFaceLoss
 from coinlens.model.train import INPUT_SIZE, TrainConfig, train_embedding
 from coinlens.model.transforms import Augment, swap_backgrounds, to_tensor
@@ -78,10 +82,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="steps of the real training loop")
     parser.add_argument("--repeats", type=int, default=6, help="timed steps per layout")
     args = parser.parse_args()
+    reused = reuse_freed_memory()  # as training runs: every part measured the same way
     contiguous = step_seconds(torch.contiguous_format, args.repeats)
     channels_last = step_seconds(torch.channels_last, args.repeats)
     report = {
         "threads": torch.get_num_threads(),
+        "reuse_freed_memory": reused,
         "batch": BATCH,
         "input_size": INPUT_SIZE,
         "step_seconds": {"nchw": round(contiguous, 3), "channels_last": round(channels_last, 3)},

