@@ -4,7 +4,7 @@ A training step allocates and frees about a gigabyte of activations. glibc serve
 large with ``mmap`` and returns them with ``munmap`` when freed, so every step faults the same
 gigabyte in again, page by page, each page zeroed by the kernel: 14.4 million page faults in 54
 training steps on kaa crops (`/usr/bin/time -v`), 1.65-1.72 s a step. Served from the heap and
-never trimmed, the memory is reused: 0.7 million faults, 1.35-1.38 s a step, peak memory 3.13
+never trimmed, the memory is reused: 0.7 million faults, 1.23-1.42 s a step, peak memory 3.18
 against 2.97 GB (`bench/train.py` measures the loop).
 """
 
