@@ -218,6 +218,25 @@ def test_metal_hue_survives_a_vivid_photo() -> None:
     assert set(stats.adjustments(silver, [1, 2], calibration).values()) == {0.0}
 
 
+def test_two_metals_separate_a_one_euro_from_a_two_euro() -> None:
+    """Same colour overall, rings and cores swapped: the two-tone gap decides where the
+    embedding hesitates; references measured before the gap existed do not count it."""
+    from coinlens.identify.scoring import CueStats
+
+    rng = np.random.default_rng(3)
+    colour = rng.normal([150, 135, 160], 2, (40, 3))
+    gaps = np.r_[rng.normal(9.0, 3.0, 20), rng.normal(-11.0, 3.0, 20)]
+    cues = np.column_stack([np.full(40, np.nan), colour, gaps])
+    stats = CueStats.from_references(cues, np.array([1] * 20 + [2] * 20))
+    two_euro = np.array([np.nan, 150, 135, 160, -9.0], dtype=np.float32)
+    changes = stats.adjustments(two_euro, [1, 2], Calibration(two_tone_weight=0.01))
+    assert changes[2] - changes[1] > 0.1
+    assert set(stats.adjustments(two_euro, [1, 2], Calibration()).values()) == {0.0}
+    before_the_gap = CueStats.from_references(cues[:, :4], np.array([1] * 20 + [2] * 20))
+    unchanged = before_the_gap.adjustments(two_euro, [1, 2], Calibration(two_tone_weight=0.01))
+    assert set(unchanged.values()) == {0.0}
+
+
 def _shifted_coins(seed: int, n: int = 400) -> tuple[list[dict[int, float]], list[int], list]:
     """Coins whose softmax is sure of itself; the wrong ones lie far from every reference
     (photographed in odd light), which only their plain similarity shows."""

@@ -1,9 +1,10 @@
-"""Training's calibration fits the cue weights on held-out coins; the colour weight must also
+"""Training's calibration fits the cue weights on held-out coins; the colour weights must also
 hold when the same coins are photographed under another light."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -11,18 +12,19 @@ import numpy as np
 from PIL import Image
 
 from coinlens.identify.engine import CropRef
+from coinlens.identify.scoring import Calibration
 from coinlens.identify.training import LIGHTING_DRAWS, fit_scoring, relit_coins
 from coinlens.index import ReferenceIndex
 from coinlens.storage import LocalStore
-from coinlens.vision.cues import crop_cues, cue_features
+from coinlens.vision.cues import crop_cues
 
 SIDE = 96
 
 
-def _coin(hue: float, rng: np.random.Generator) -> np.ndarray:
+def _coin(hue: float, rng: np.random.Generator, chroma: float = 30.0) -> np.ndarray:
     """A plain disc of the given CIELAB hue (degrees) on a grey table, with sensor noise."""
     angle = np.radians(hue)
-    lab = np.array([150, 128 + 30 * np.cos(angle), 128 + 30 * np.sin(angle)], np.uint8)
+    lab = np.array([150, 128 + chroma * np.cos(angle), 128 + chroma * np.sin(angle)], np.uint8)
     colour = cv2.cvtColor(lab[None, None], cv2.COLOR_LAB2RGB)[0, 0].astype(np.float32)
     crop = np.full((SIDE, SIDE, 3), 90.0, np.float32)
     yy, xx = np.mgrid[:SIDE, :SIDE]
@@ -30,18 +32,32 @@ def _coin(hue: float, rng: np.random.Generator) -> np.ndarray:
     return np.clip(crop + rng.normal(0, 3, crop.shape), 0, 255).astype(np.uint8)
 
 
-def _colour_weights(hues: tuple[float, float], tmp_path: Path) -> tuple[float, float]:
-    """Colour weight fitted on held-out coins as photographed, and under other lightings, for
-    two types whose metals have ``hues`` and whose designs are alike on a third of the coins."""
+def _bimetallic(
+    hue: float, ring_chroma: float, core_chroma: float, rng: np.random.Generator
+) -> np.ndarray:
+    """A disc whose core (0.7 of its radius) has another chroma than its ring (0: silver)."""
+    crop = _coin(hue, rng, ring_chroma)
+    core = _coin(hue, rng, core_chroma)
+    yy, xx = np.mgrid[:SIDE, :SIDE]
+    inner = (xx - SIDE / 2) ** 2 + (yy - SIDE / 2) ** 2 < (0.28 * SIDE) ** 2
+    crop[inner] = core[inner]
+    return crop
+
+
+def _fitted(
+    make_crop: Callable[[int, np.random.Generator], np.ndarray], tmp_path: Path
+) -> tuple[Calibration, Calibration]:
+    """Scoring fitted on held-out coins as photographed, and under other lightings, for two
+    types drawn by ``make_crop(type, rng)`` whose designs are alike on a third of the coins."""
     rng = np.random.default_rng(0)
-    store = LocalStore(tmp_path / f"store{hues[1]}")
+    store = LocalStore(tmp_path / f"store{len(list(tmp_path.iterdir()))}")
     directions = np.eye(2, 16, dtype=np.float32)
 
     def coins(count: int, first_id: int) -> tuple[list[CropRef], np.ndarray, np.ndarray]:
         refs, vectors, crops = [], [], []
         for n in range(count):
             type_id = n % 2
-            crop = _coin(hues[type_id] + rng.normal(0, 0.5), rng)
+            crop = make_crop(type_id, rng)
             key = f"crops/{first_id + n}.png"
             buffer = io.BytesIO()
             Image.fromarray(crop).save(buffer, format="PNG")
@@ -69,11 +85,20 @@ def _colour_weights(hues: tuple[float, float], tmp_path: Path) -> tuple[float, f
     groups = [[row] for row in range(len(heldout))]
     truths = [r.type_id for r in heldout]
     cues = crop_cues(crops, [False] * len(crops))
-    assert np.isfinite(cue_features(cues)[:, 1]).all()
+    assert np.isfinite(cues[:, 1:]).all()  # every coin's colours measured
     as_photographed = fit_scoring(index, vectors, groups, truths, cues)
     relit = [lit.cues for lit in relit_coins(store, heldout, SIDE)]
     assert len(relit) == LIGHTING_DRAWS and all(r.shape == cues.shape for r in relit)
     under_other_light = fit_scoring(index, vectors, groups, truths, cues, None, relit)
+    return as_photographed, under_other_light
+
+
+def _colour_weights(hues: tuple[float, float], tmp_path: Path) -> tuple[float, float]:
+    """Colour weight fitted as photographed and under other lightings, for two types whose
+    metals have ``hues``."""
+    as_photographed, under_other_light = _fitted(
+        lambda type_id, rng: _coin(hues[type_id] + rng.normal(0, 0.5), rng), tmp_path
+    )
     return as_photographed.colour_weight, under_other_light.colour_weight
 
 
@@ -84,6 +109,21 @@ def test_colour_weight_holds_under_other_lightings(tmp_path: Path) -> None:
     # copper against a blue patina: another light does not move one into the other
     nominal, relit = _colour_weights((60.0, 240.0), tmp_path)
     assert relit > 0
+
+
+def test_two_tone_weight_is_fitted_where_two_metals_tell_lookalikes_apart(tmp_path: Path) -> None:
+    """One design struck as a 1 euro (gold ring, silver core) and as a 2 euro (silver ring, gold
+    core), the same hue overall: the two-tone gap tells them apart under any light, and the fit
+    weighs it; one-metal coins leave it at 0."""
+    gold = 85.0
+
+    def euro(type_id: int, rng: np.random.Generator) -> np.ndarray:
+        return _bimetallic(gold, 30, 0, rng) if type_id == 0 else _bimetallic(gold, 0, 30, rng)
+
+    as_photographed, under_other_light = _fitted(euro, tmp_path)
+    assert as_photographed.two_tone_weight > 0 and under_other_light.two_tone_weight > 0
+    one_metal, _ = _fitted(lambda type_id, rng: _coin(gold + 40 * type_id, rng), tmp_path)
+    assert one_metal.two_tone_weight == 0
 
 
 def test_type_depth_is_fitted_where_lookalikes_mislead() -> None:

@@ -389,7 +389,7 @@ class Matcher:
         a verifier is set; ``query_cues[row]`` its physical cues (``coinlens.vision.cues``),
         weighed as the calibration (default: the matcher's) says."""
         calibration = calibration or self.calibration
-        use_cues = query_cues is not None and (calibration.size_weight or calibration.colour_weight)
+        use_cues = query_cues is not None and calibration.weighs_cues
         stats = self.cue_stats() if use_cues else None
         extra = 0
         if exclude:

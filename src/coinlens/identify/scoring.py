@@ -33,10 +33,17 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from coinlens.vision.cues import HUE_FEATURE, SIZE_FEATURE, cue_features, hue_difference
+from coinlens.vision.cues import (
+    HUE_FEATURE,
+    SIZE_FEATURE,
+    TWO_TONE_FEATURE,
+    cue_features,
+    hue_difference,
+)
 
-# Smallest spread a type's cue feature may have: measurement noise (diameter share, hue degrees).
-CUE_SPREAD_FLOOR = np.array([0.02, 4.0], dtype=np.float32)
+# Smallest spread a type's cue feature may have: measurement noise (diameter share, hue degrees,
+# two-tone gap in chroma units).
+CUE_SPREAD_FLOOR = np.array([0.02, 4.0, 2.0], dtype=np.float32)
 CUE_MIN_REFERENCES = 3  # references with a measured cue before a type's cue counts
 CUE_Z2_CAP = 25.0  # one odd measurement cannot outweigh the design
 SIZE_SCALE_MIN = 0.02  # diameter share: candidates' medians all closer than this carry no scale
@@ -47,6 +54,7 @@ SCORING_FIELDS = (
     "type_depth",
     "size_weight",
     "colour_weight",
+    "two_tone_weight",
     "verify_weight",
     "similarity_weight",
 )
@@ -59,6 +67,7 @@ class Calibration:
     temperature: float = 0.05
     size_weight: float = 0.0  # per unit of squared robust z-score of the apparent diameter
     colour_weight: float = 0.0  # per unit of squared robust z-score of the metal's hue
+    two_tone_weight: float = 0.0  # the same for the ring-minus-core chroma (bimetallic coins)
     verify_weight: float = 0.5  # similarity keypoint verification adds at most; 0: not run
     type_depth: int = 1  # nearest references a type's score averages (``image_type_scores``)
     similarity_weight: float = 0.0  # log-odds per unit of plain similarity in a certainty
@@ -83,6 +92,11 @@ class Calibration:
             return cls()
         known = {name for name in cls.__dataclass_fields__}
         return cls(**{key: value for key, value in data.items() if key in known})
+
+    @property
+    def weighs_cues(self) -> bool:
+        """Whether any physical cue counts in the scores."""
+        return bool(self.size_weight or self.colour_weight or self.two_tone_weight)
 
     def certainty(self, log_odds: np.ndarray | float, similarity: np.ndarray | float) -> np.ndarray:
         """What confidence is a monotone map of: the log-odds, plus ``similarity_weight`` times
@@ -203,6 +217,7 @@ class CueStats:
         for dim, weight in (
             (SIZE_FEATURE, calibration.size_weight),
             (HUE_FEATURE, calibration.colour_weight),
+            (TWO_TONE_FEATURE, calibration.two_tone_weight),
         ):
             if weight <= 0 or np.isnan(features[dim]):
                 continue

@@ -99,6 +99,7 @@ def _cues_of(index: ReferenceIndex, refs: Sequence[CropRef]) -> np.ndarray | Non
 
 SIZE_WEIGHTS = (0.0, 0.003, 0.01, 0.02)
 COLOUR_WEIGHTS = (0.0, 0.001, 0.003, 0.01)
+TWO_TONE_WEIGHTS = (0.0, 0.003, 0.01, 0.03)
 LIGHTING_DRAWS = 6  # lightings the held-out coins' colour is measured under for the colour fit
 
 
@@ -152,12 +153,13 @@ def fit_scoring(
     """How many nearest references a type's score averages, and the physical-cue weights,
     under which held-out coins' true types are most probable (lowest negative log-likelihood at
     the best temperature; the smaller on a tie). Depth first, then size, then colour given the
-    others: eleven trials, not forty-eight.
+    others, then the two-tone gap: fifteen trials, not a hundred and ninety-two.
 
     The colour weight is judged on ``relit_query_cues`` where given, the coins' colour measured
     under other lightings (``relit_coins``), by the mean loss over them: held-out coins share the
     references' light, and a weight fitted there trusts colour that the next tray's warmer lamp
-    moves (the kaa test trays: top-1 0.890 with the weight so fitted, 0.912 without colour)."""
+    moves (the kaa test trays: top-1 0.890 with the weight so fitted, 0.912 without colour).
+    The two-tone gap, a colour measure too, is judged the same way."""
     matcher = Matcher(index, Calibration())
 
     def loss(trial: Calibration, cue_sets: Sequence[np.ndarray] = (query_cues,)) -> tuple:
@@ -168,7 +170,8 @@ def fit_scoring(
             )
             nll += fit_temperature([result[2] for result in results], truths)[1]
         nll = round(nll / len(cue_sets), 4)
-        return nll, trial.type_depth, trial.size_weight + trial.colour_weight
+        weights = trial.size_weight + trial.colour_weight + trial.two_tone_weight
+        return nll, trial.type_depth, weights
 
     depth = min(TYPE_DEPTHS, key=lambda d: loss(Calibration(type_depth=d)))
     sized = np.isfinite(cue_features(query_cues)[:, SIZE_FEATURE]).any()
@@ -183,7 +186,12 @@ def fit_scoring(
             relit_query_cues or (query_cues,),
         ),
     )
-    return Calibration(type_depth=depth, size_weight=size_weight, colour_weight=colour_weight)
+    fitted = Calibration(type_depth=depth, size_weight=size_weight, colour_weight=colour_weight)
+    fitted.two_tone_weight = min(
+        TWO_TONE_WEIGHTS,
+        key=lambda w: loss(replace(fitted, two_tone_weight=w), relit_query_cues or (query_cues,)),
+    )
+    return fitted
 
 
 def clearly_better(tried: list, plain: list, truths: list[int]) -> bool:

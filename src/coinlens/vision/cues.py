@@ -1,4 +1,5 @@
-"""Physical cues a curator reads at a glance: the coin's apparent size and its metal's colour.
+"""Physical cues a curator reads at a glance: the coin's apparent size, its metal's colour and
+whether it is struck in two metals.
 
 Embeddings see the design; two types can share a design and differ only in module and metal
 (the Finnish euro cents all carry the same lion; 1, 2 and 5 cents are copper, 10, 20 and 50 cents
@@ -10,9 +11,15 @@ scorer tell such types apart:
   a scale); crops cut to the coin's own edge (single, pair, tray coins) have no size cue (NaN).
 - ``L``, ``a``, ``b``: the median CIELAB colour (OpenCV's 8-bit scale) of the coin's inner disc,
   where the metal shows rather than the rim's shadow or the background.
+- ``two_tone``: the chroma of the ring near the rim minus that of the core (OpenCV's 8-bit
+  CIELAB), in the same frame. A bimetallic coin shows it at once: a 1 euro's gold ring about a
+  silver core is positive, a 2 euro's silver ring about a gold core negative, a coin of one metal
+  near zero (euro-kaa test crops, 10-90% range: 1 euro 3 to 12, 2 euro -16 to -7, the six
+  single-metal denominations -3.4 to 3.1). The embedding confuses 2 euro with 1 euro and 10 cent
+  with 1 euro on photos where the numeral is hard to read; the metals are not.
 
-Scoring compares coins by ``cue_features``: the diameter share and the metal's hue angle in the
-a*b* plane. The hue, not a* and b* themselves, because a photo's saturation and exposure move a*
+Scoring compares coins by ``cue_features``: the diameter share, the metal's hue angle in the
+a*b* plane and the two-tone gap. The hue, not a* and b* themselves, because a photo's saturation and exposure move a*
 and b* together along a ray (a vivid phone photo of a copper cent has the chroma of gold) while
 the angle between copper (about 57 degrees) and Nordic gold (about 85) stays.
 """
@@ -26,10 +33,11 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-CUE_NAMES = ("diameter", "L", "a", "b")
-FEATURE_NAMES = ("diameter", "hue")
+CUE_NAMES = ("diameter", "L", "a", "b", "two_tone")
+FEATURE_NAMES = ("diameter", "hue", "two_tone")
 SIZE_FEATURE = 0
 HUE_FEATURE = 1
+TWO_TONE_FEATURE = 2
 CHROMA_MIN = 6.0  # a*b* distance from grey below which a hue is noise (silver, nickel, steel)
 # px: cues are measured on the crop shrunk to this side. At 128 px the rim is found in half the
 # time it takes at 160 px, and euro-kaa's denominations are told apart by diameter as well (test
@@ -43,6 +51,10 @@ CUE_VERSION = 2
 # measured training used; it runs once per crop per training, so speed does not matter there.
 CIRCLE_SIDE = 160
 INNER_DISC = 0.8  # share of the radius whose colour is the metal's
+# Shares of the radius: a euro's core reaches 0.70 (1 euro) or 0.73 (2 euro) of it; the ring's
+# band stops short of the rim's shadow, the core's short of the seam.
+CORE_DISC = 0.5
+RING_BAND = (0.78, 0.93)
 EDGE_SHARE = 0.7  # a rim candidate needs this share of the strongest circle's edge support
 
 
@@ -120,22 +132,33 @@ def measure_cues(pixels: np.ndarray, framed: bool) -> np.ndarray:
         if framed:
             cues[0] = 2 * r / side
     ys, xs = np.mgrid[0 : pixels.shape[0] : 2, 0 : pixels.shape[1] : 2]  # every other pixel
-    inside = (xs - cx) ** 2 + (ys - cy) ** 2 < (INNER_DISC * r) ** 2
+    radius = np.hypot(xs - cx, ys - cy) / r
+    lab = cv2.cvtColor(np.ascontiguousarray(pixels[::2, ::2]), cv2.COLOR_RGB2LAB)
+    inside = radius < INNER_DISC
     if inside.any():
-        disc = np.ascontiguousarray(pixels[::2, ::2][inside][:, None, :])
-        cues[1:] = np.median(cv2.cvtColor(disc, cv2.COLOR_RGB2LAB)[:, 0], axis=0)
+        cues[1:4] = np.median(lab[inside], axis=0)
+    core, ring = radius < CORE_DISC, (radius > RING_BAND[0]) & (radius < RING_BAND[1])
+    if core.any() and ring.any():
+        cues[4] = _chroma(np.median(lab[ring], axis=0)) - _chroma(np.median(lab[core], axis=0))
     return cues
 
 
+def _chroma(lab: np.ndarray) -> float:
+    """Distance from grey in the a*b* plane of one OpenCV 8-bit CIELAB colour."""
+    return float(np.hypot(lab[1] - 128.0, lab[2] - 128.0))
+
+
 def cue_features(cues: np.ndarray) -> np.ndarray:
-    """(N, 2) features scored from (N, 4) cues: diameter share and hue angle in degrees
-    (NaN where not measured, or where the metal is too grey to have a hue)."""
+    """(N, 3) features scored from (N, 5) cues: diameter share, hue angle in degrees and the
+    two-tone gap (NaN where not measured, where the metal is too grey to have a hue, or where
+    the cues predate the gap: four columns)."""
     cues = np.atleast_2d(np.asarray(cues, dtype=np.float32))
     a, b = cues[:, 2] - 128.0, cues[:, 3] - 128.0
     with np.errstate(invalid="ignore"):
         hue = np.degrees(np.arctan2(b, a))
         hue = np.where(np.hypot(a, b) >= CHROMA_MIN, hue, np.nan)
-    return np.column_stack([cues[:, 0], hue]).astype(np.float32)
+    two_tone = cues[:, 4] if cues.shape[1] > 4 else np.full(len(cues), np.nan, np.float32)
+    return np.column_stack([cues[:, 0], hue, two_tone]).astype(np.float32)
 
 
 def hue_difference(hue: np.ndarray | float, other: np.ndarray | float) -> np.ndarray:
