@@ -19,9 +19,10 @@ scorer tell such types apart:
   with 1 euro on photos where the numeral is hard to read; the metals are not.
 
 Scoring compares coins by ``cue_features``: the diameter share, the metal's hue angle in the
-a*b* plane and the two-tone gap. The hue, not a* and b* themselves, because a photo's saturation and exposure move a*
-and b* together along a ray (a vivid phone photo of a copper cent has the chroma of gold) while
-the angle between copper (about 57 degrees) and Nordic gold (about 85) stays.
+a*b* plane and the two-tone gap. The hue, not a* and b* themselves, because a photo's saturation
+and exposure move a* and b* together along a ray (a vivid phone photo of a copper cent has the
+chroma of gold) while the angle between copper (about 57 degrees) and Nordic gold (about 85)
+stays.
 """
 
 from __future__ import annotations
