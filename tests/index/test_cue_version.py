@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from coinlens.catalog import Home
 from coinlens.identify.engine import current_model
@@ -19,17 +20,21 @@ def _saved_index(home: Path) -> tuple[str, dict[str, np.ndarray]]:
         return key, dict(np.load(io.BytesIO(opened.store.get(key))))
 
 
+@pytest.mark.parametrize("older", ["first version", "before the two-tone gap"])
 def test_identify_measures_again_the_cues_of_an_older_index(
-    cli, reviewable_template, tmp_path: Path
+    cli, reviewable_template, tmp_path: Path, older: str
 ) -> None:
     home = copy_home(reviewable_template, tmp_path / "home")
     key, arrays = _saved_index(home)
     assert int(arrays["cue_version"]) == CUE_VERSION and len(arrays["cue_ids"]) > 0
     measured = dict(zip(arrays["cue_ids"].tolist(), arrays["cues"], strict=True))
 
-    # the index as the first version of the cues saved it: no version, other numbers
-    del arrays["cue_version"]
-    arrays["cues"] = np.zeros_like(arrays["cues"])
+    if older == "first version":  # no version, other numbers
+        del arrays["cue_version"]
+        arrays["cues"] = np.zeros_like(arrays["cues"])
+    else:  # version 2: four cues a reference
+        arrays["cue_version"] = np.array(2)
+        arrays["cues"] = arrays["cues"][:, :4]
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     with Home.open(home) as opened:

@@ -15,7 +15,7 @@ scorer tell such types apart:
   CIELAB), in the same frame. A bimetallic coin shows it at once: a 1 euro's gold ring about a
   silver core is positive, a 2 euro's silver ring about a gold core negative, a coin of one metal
   near zero (euro-kaa test crops, 10-90% range: 1 euro 3 to 12, 2 euro -16 to -7, the six
-  single-metal denominations -3.4 to 3.1). The embedding confuses 2 euro with 1 euro and 10 cent
+  single-metal denominations -3.4 to 2.5). The embedding confuses 2 euro with 1 euro and 10 cent
   with 1 euro on photos where the numeral is hard to read; the metals are not.
 
 Scoring compares coins by ``cue_features``: the diameter share, the metal's hue angle in the
@@ -46,8 +46,9 @@ CHROMA_MIN = 6.0  # a*b* distance from grey below which a hue is noise (silver, 
 # against 0.631).
 WORK_SIDE = 128
 # Bumped whenever cues are measured differently, so that cues stored with references (the index)
-# are measured again rather than compared with differently measured ones. 1: at 160 px.
-CUE_VERSION = 2
+# are measured again rather than compared with differently measured ones. 1: at 160 px; 2:
+# without the two-tone gap.
+CUE_VERSION = 3
 # px: training finds the rim (outside it, a crop's background is swapped) at the finer side every
 # measured training used; it runs once per crop per training, so speed does not matter there.
 CIRCLE_SIDE = 160
