@@ -141,13 +141,16 @@ def measure_cues(pixels: np.ndarray, framed: bool) -> np.ndarray:
         cues[1:4] = np.median(lab[inside], axis=0)
     core, ring = radius < CORE_DISC, (radius > RING_BAND[0]) & (radius < RING_BAND[1])
     if core.any() and ring.any():
-        cues[4] = _chroma(np.median(lab[ring], axis=0)) - _chroma(np.median(lab[core], axis=0))
+        ring_colour, core_colour = np.median(lab[ring], axis=0), np.median(lab[core], axis=0)
+        cues[4] = chroma(ring_colour) - chroma(core_colour)
     return cues
 
 
-def _chroma(lab: np.ndarray) -> float:
-    """Distance from grey in the a*b* plane of one OpenCV 8-bit CIELAB colour."""
-    return float(np.hypot(lab[1] - 128.0, lab[2] - 128.0))
+def chroma(lab: np.ndarray) -> np.ndarray:
+    """Distance from grey in the a*b* plane of OpenCV 8-bit CIELAB colours (..., 3): what the
+    hue needs enough of, and what tells a gold ring from a silver core."""
+    lab = np.asarray(lab, dtype=np.float32)
+    return np.hypot(lab[..., 1] - 128.0, lab[..., 2] - 128.0)
 
 
 def cue_features(cues: np.ndarray) -> np.ndarray:
@@ -158,7 +161,7 @@ def cue_features(cues: np.ndarray) -> np.ndarray:
     a, b = cues[:, 2] - 128.0, cues[:, 3] - 128.0
     with np.errstate(invalid="ignore"):
         hue = np.degrees(np.arctan2(b, a))
-        hue = np.where(np.hypot(a, b) >= CHROMA_MIN, hue, np.nan)
+        hue = np.where(chroma(cues[:, 1:4]) >= CHROMA_MIN, hue, np.nan)
     two_tone = cues[:, 4] if cues.shape[1] > 4 else np.full(len(cues), np.nan, np.float32)
     return np.column_stack([cues[:, 0], hue, two_tone]).astype(np.float32)
 
