@@ -1,5 +1,6 @@
 """Reference search at scale: exact inner product vs HNSW (``ReferenceIndex`` past its exact
-limit, built incrementally), on synthetic 256-d unit vectors.
+limit, built incrementally), on synthetic unit vectors of a trained model's width (``--dim``:
+1280, the fine-tuned trunk's pooled features; 256 for models saved before that).
 
 For 10k, 100k and 1M references (``--sizes``): build time, memory of the index, query latency
 p50/p95 (one query at a time, as identify's verification loop asks) and batch throughput, and
@@ -21,13 +22,13 @@ from coinlens.index import DEFAULT_SHARD, ReferenceIndex
 from coinlens.storage import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
-DIM = 256
+DIM = 1280
 
 
 def unit_vectors(n: int, rng: np.random.Generator, centres: np.ndarray) -> np.ndarray:
     """Clustered like real embeddings: points scattered around type centres."""
     labels = rng.integers(0, len(centres), n)
-    vectors = centres[labels] + rng.normal(scale=0.6, size=(n, DIM)).astype(np.float32)
+    vectors = centres[labels] + rng.normal(scale=0.6, size=(n, centres.shape[1])).astype(np.float32)
     return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -40,14 +41,14 @@ def latency(search, queries: np.ndarray) -> tuple[float, float]:
     return float(np.percentile(times, 50)), float(np.percentile(times, 95))
 
 
-def run(n: int, queries: int, rng: np.random.Generator) -> dict:
-    centres = rng.normal(size=(max(10, n // 50), DIM)).astype(np.float32)
+def run(n: int, queries: int, rng: np.random.Generator, dim: int = DIM) -> dict:
+    centres = rng.normal(size=(max(10, n // 50), dim)).astype(np.float32)
     data = unit_vectors(n, rng, centres)
     query = unit_vectors(queries, rng, centres)
     result: dict = {"references": n, "queries": queries}
 
     started = time.perf_counter()
-    exact = ReferenceIndex(DIM)
+    exact = ReferenceIndex(dim)
     ids = np.arange(n)
     for start in range(0, n, 100_000):  # incremental, as the catalogue grows
         end = min(n, start + 100_000)
@@ -59,7 +60,7 @@ def run(n: int, queries: int, rng: np.random.Generator) -> dict:
             [""] * (end - start),
         )
     result["exact_build_seconds"] = round(time.perf_counter() - started, 2)
-    result["exact_memory_mb"] = round(n * DIM * 4 / 2**20, 1)
+    result["exact_memory_mb"] = round(n * dim * 4 / 2**20, 1)
     started = time.perf_counter()
     _, truth = exact.search(query, 10)
     result["exact_batch_queries_per_second"] = round(queries / (time.perf_counter() - started), 1)
@@ -68,7 +69,7 @@ def run(n: int, queries: int, rng: np.random.Generator) -> dict:
 
     # coinlens's own approximate path: the same ReferenceIndex past its exact limit (HNSW),
     # grown incrementally as the catalogue grows.
-    approximate = ReferenceIndex(DIM, approximate_above=0)
+    approximate = ReferenceIndex(dim, approximate_above=0)
     started = time.perf_counter()
     for start in range(0, n, 100_000):
         end = min(n, start + 100_000)
@@ -101,17 +102,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--dim", type=int, default=DIM)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "index.json")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     results = {
         "benchmark": "reference index search",
-        "dim": DIM,
+        "dim": args.dim,
         "threads": faiss.omp_get_max_threads(),
         "runs": [],
     }
     for size in (int(s) for s in args.sizes.split(",")):
-        run_result = run(size, args.queries, rng)
+        run_result = run(size, args.queries, rng, args.dim)
         print(json.dumps(run_result))
         results["runs"].append(run_result)
     text = json.dumps(results, indent=2)

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from coinlens.catalog import Home, ModelVersion, Specimen, Suggestion
 from coinlens.identify.engine import current_model
 from coinlens.identify.scoring import SIMILARITY_WEIGHTS
+from coinlens.index import ReferenceIndex
 from databases import ENGINES, catalogue_url_for, point_home_at
 from helpers import make_image
 
@@ -71,7 +72,12 @@ def test_train_saves_a_calibrated_version(trained) -> None:
         # fitted on the held-out coins, as photographed and re-lit
         assert calibration["similarity_weight"] in SIMILARITY_WEIGHTS
         assert version.training_snapshot["config"]["input_size"] == INPUT_SIZE
-        assert current_model(opened).embedder.input_size == INPUT_SIZE
+        model = current_model(opened)
+        assert model.embedder.input_size == INPUT_SIZE
+        # the trained trunk's pooled features are the embedding, the loss's head dropped
+        assert model.embedder.dim == 1280 and version.training_snapshot["config"]["dim"] == 256
+        index = ReferenceIndex.load(opened.store, model.index_key, model.embedder.dim)
+        assert index.dim == 1280 and len(index) > 0
 
 
 def test_identify_writes_suggestions_and_results(cli, trained, tmp_path: Path) -> None:

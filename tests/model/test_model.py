@@ -63,6 +63,24 @@ def test_training_runs_and_checkpoint_round_trips(crops, tmp_path: Path) -> None
     np.testing.assert_allclose(again.embed_arrays(crops), vectors, atol=1e-5)
 
 
+def test_a_trained_network_without_its_head_embeds_with_its_trunk(crops, tmp_path: Path) -> None:
+    """What ``train_model`` saves: the fine-tuned trunk's pooled features, and a checkpoint
+    that rebuilds the network without a head."""
+    config = TrainConfig(epochs=1, batch_size=6)
+    model, _ = train_embedding(crops, np.array([0, 0, 1, 1, 2, 2]), np.ones(6, bool), config)
+    net = model.drop_head()
+    assert net.head is None and net.embedding_dim == 1280
+    saved = {"backbone": config.backbone, "dim": None, "input_size": config.input_size}
+    embedder = Embedder(net, config.input_size, config=saved)
+    vectors = embedder.embed_arrays(crops)
+    assert vectors.shape == (6, 1280)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    store = LocalStore(tmp_path)
+    again = Embedder.load(store, embedder.save(store, "models/1"))
+    assert again.model.head is None
+    np.testing.assert_allclose(again.embed_arrays(crops), vectors, atol=1e-5)
+
+
 def test_network_without_head_has_imagenet_width() -> None:
     net = CoinNet(dim=None).eval()
     with torch.no_grad():

@@ -376,12 +376,12 @@ def train_model(
     model, stats = train_embedding(crops, labels, flags, config, on_step=on_step)
     del crops
     embedder = Embedder(
-        model.cpu(),
+        model.cpu().drop_head(),
         config.input_size,
         rotation_count=config.rotations,
         config={
             "backbone": config.backbone,
-            "dim": config.dim,
+            "dim": None,  # the trunk's features (``CoinNet.drop_head``); ``config.dim``: the loss's
             "input_size": config.input_size,
             "rotations": config.rotations,
         },

@@ -24,7 +24,7 @@ from coinlens.vision.cues import coin_circles
 # 192 px 0.94 in three trainings; identification at 192 px runs at 2.5x the PyTorch baseline).
 INPUT_SIZE = 192
 ROTATIONS = 2  # exact turns averaged at inference: the network learnt any angle in training
-EMBEDDING_DIM = 256
+EMBEDDING_DIM = 256  # the training head's width, where the loss works (see ``CoinNet.drop_head``)
 
 
 @dataclass
