@@ -381,7 +381,7 @@ def train_model(
         rotation_count=config.rotations,
         config={
             "backbone": config.backbone,
-            "dim": None,  # the trunk's features (``CoinNet.drop_head``); ``config.dim``: the loss's
+            "dim": None,  # the trunk's features (``drop_head``); ``config.dim``: the loss's head
             "input_size": config.input_size,
             "rotations": config.rotations,
         },
