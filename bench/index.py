@@ -105,6 +105,12 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=DIM)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "index.json")
     args = parser.parse_args()
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        parser.error(f"--sizes: expected comma-separated whole numbers, got {args.sizes!r}")
+    if min(sizes) < 1 or args.queries < 1 or args.dim < 1:
+        parser.error("--sizes, --queries and --dim must be at least 1")
     rng = np.random.default_rng(0)
     results = {
         "benchmark": "reference index search",
@@ -112,7 +118,7 @@ def main() -> None:
         "threads": faiss.omp_get_max_threads(),
         "runs": [],
     }
-    for size in (int(s) for s in args.sizes.split(",")):
+    for size in sizes:
         run_result = run(size, args.queries, rng, args.dim)
         print(json.dumps(run_result))
         results["runs"].append(run_result)
