@@ -109,8 +109,10 @@ def main() -> None:
         sizes = [int(s) for s in args.sizes.split(",")]
     except ValueError:
         parser.error(f"--sizes: expected comma-separated whole numbers, got {args.sizes!r}")
-    if min(sizes) < 1 or args.queries < 1 or args.dim < 1:
-        parser.error("--sizes, --queries and --dim must be at least 1")
+    if min(sizes) < 10:
+        parser.error(f"--sizes: recall@10 needs at least 10 references, got {min(sizes)}")
+    if args.queries < 1 or args.dim < 1:
+        parser.error("--queries and --dim must be at least 1")
     rng = np.random.default_rng(0)
     results = {
         "benchmark": "reference index search",
