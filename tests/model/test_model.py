@@ -185,3 +185,33 @@ def test_colour_jitter_draws_kornias_lightings() -> None:
     ours = effects(ColourJitter(LIGHTING, p=1.0))
     tolerance = np.array([0.02, 0.01, 0.08, 0.01])  # gain, chroma, hue turn (radians), contrast
     assert np.all(np.abs(ours - kornias) < tolerance)
+
+
+def test_outline_twins_cut_into_the_rim_and_leave_the_rest() -> None:
+    """A reshaped coin keeps its middle and its table; only a band just inside the rim turns to
+    table, and coins that are not round, or a probability of zero, are left alone."""
+    import cv2
+
+    from coinlens.model.transforms import reshape_outlines, to_tensor
+    from coinlens.vision.cues import coin_circles
+
+    pictures = np.zeros((4, 96, 96, 3), np.uint8)
+    for i, picture in enumerate(pictures):
+        picture[:] = (60 * i, 235 - 50 * i, 128)
+        cv2.circle(picture, (48, 48), 34, (200, 160, 60), -1)
+    circles = coin_circles(pictures)
+    tensor = to_tensor(pictures)
+    reshaped, chosen = reshape_outlines(tensor, circles, 1.0, torch.Generator().manual_seed(0))
+    assert chosen.all()
+    coords = (np.arange(96) + 0.5) / 96
+    for i, (cx, cy, r) in enumerate(circles):
+        distance = np.hypot(coords[None, :] - cx, coords[:, None] - cy)
+        kept = torch.from_numpy((distance < r * 0.85) | (distance > r * 1.1))
+        band = torch.from_numpy((distance > r * 0.92) & (distance < r * 0.98))
+        assert torch.allclose(reshaped[i][:, kept], tensor[i][:, kept])
+        changed = (reshaped[i][:, band] - tensor[i][:, band]).abs().amax(0) > 0.2
+        assert 0 < int(changed.sum()) < int(band.sum())  # bitten in places, not all round
+    unchanged, none = reshape_outlines(tensor, circles, 0.0)
+    assert torch.equal(unchanged, tensor) and not none.any()
+    flat = np.zeros(4, bool)
+    assert torch.equal(reshape_outlines(tensor, circles, 1.0, round_flags=flat)[0], tensor)

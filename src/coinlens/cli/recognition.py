@@ -117,6 +117,16 @@ def train(
             help="Share of training crops shown on another background.",
         ),
     ] = 0.5,
+    outline_twins: Annotated[
+        float,
+        typer.Option(
+            "--outline-twins",
+            min=0.0,
+            max=1.0,
+            help="Share of round training crops given a polygonal or scalloped rim and trained "
+            "as a type of their own, so that the model keeps a coin's outline.",
+        ),
+    ] = 0.5,
     input_size: Annotated[
         int | None,
         typer.Option(
@@ -150,6 +160,7 @@ def train(
         device=_check_device(device),
         backbone=backbone,
         background_swap=background_swap,
+        outline_twins=outline_twins,
         input_size=input_size or INPUT_SIZE,
     )
     with open_home(home) as opened:

@@ -17,7 +17,7 @@ import torch
 
 from coinlens.model.memory import reuse_freed_memory
 from coinlens.model.network import DEFAULT_BACKBONE, CoinNet, CosFaceLoss
-from coinlens.model.transforms import Augment, swap_backgrounds, to_tensor
+from coinlens.model.transforms import Augment, reshape_outlines, swap_backgrounds, to_tensor
 from coinlens.vision.cues import coin_circles
 
 # Pixels: finer crops read numerals and mint marks (euro-kaa top-1: 128 px 0.857, 160 px 0.92-0.93,
@@ -43,6 +43,10 @@ class TrainConfig:
     seed: int = 0
     scale_jitter: float = 0.12
     background_swap: float = 0.5  # share of training crops shown on another background
+    # Share of round crops given another outline and trained as a type of their own ("twin"):
+    # the network keeps a coin's outline, which no round training type needs but a scalloped or
+    # polygonal type added later is told by (``reshape_outlines``).
+    outline_twins: float = 0.5
 
 
 def balanced_batches(labels: np.ndarray, batch_size: int, steps: int, rng: np.random.Generator):
@@ -75,10 +79,12 @@ def train_embedding(
     # `bench/train.py`) and on CUDA.
     model = CoinNet(config.backbone, config.dim).to(device, memory_format=torch.channels_last)
     model.freeze_early(config.frozen_blocks)
-    loss_fn = CosFaceLoss(model.embedding_dim, classes).to(device)
+    proxies = classes * (2 if config.outline_twins > 0 else 1)
+    loss_fn = CosFaceLoss(model.embedding_dim, proxies).to(device)
     augment = Augment(config.scale_jitter).to(device)
     generator = torch.Generator().manual_seed(config.seed)
-    circles = coin_circles(crops) if config.background_swap > 0 else None
+    needs_circles = config.background_swap > 0 or config.outline_twins > 0
+    circles = coin_circles(crops) if needs_circles else None
     trunk_params = [p for p in model.trunk.parameters() if p.requires_grad]
     head_params = [*model.head.parameters(), *model.pool.parameters(), *loss_fn.parameters()]
     optimiser = torch.optim.AdamW(
@@ -108,10 +114,15 @@ def train_embedding(
         flags = round_flags[index]
         target = torch.as_tensor(labels[index], device=device)
         with torch.no_grad():
-            if circles is not None:
+            if circles is not None and config.background_swap > 0:
                 images = swap_backgrounds(
                     images, circles[index], config.background_swap, generator, flags
                 )
+            if circles is not None and config.outline_twins > 0:
+                images, reshaped = reshape_outlines(
+                    images, circles[index], config.outline_twins, generator, flags
+                )
+                target = torch.where(reshaped.to(device), target + classes, target)
             images = augment(images, flags).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             loss = loss_fn(model(images).float(), target)

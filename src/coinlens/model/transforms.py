@@ -6,6 +6,7 @@ not count and rotating a crop changes nothing but the coin's orientation.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -226,3 +227,61 @@ def relit(crops: np.ndarray, seed: int) -> np.ndarray:
         torch.manual_seed(seed)
         lit = ColourJitter(LIGHTING, same_on_batch=True)(unit)
     return (lit * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def reshape_outlines(
+    tensor: torch.Tensor,
+    circles: np.ndarray,
+    probability: float,
+    generator: torch.Generator | None = None,
+    round_flags: np.ndarray | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Give a share ``probability`` of the round coins (``circles``: centre x, centre y, radius as
+    shares of the side) another outline: a polygon or a scalloped rim of 6 to 12 sides, the table
+    (read just beyond the rim along the same ray) showing where the coin no longer reaches.
+    Returns the batch and which crops were reshaped.
+
+    Training labels the reshaped crops as twins of their type. A network trained only on round
+    coins learns to ignore the rim, and then reads a scalloped type it never trained on (the
+    euro's 20 cent, its "Spanish flower") as the round type of the same design and metal."""
+    n, _, side, _ = tensor.shape
+    chosen = torch.rand(n, generator=generator) < probability
+    if round_flags is not None:
+        chosen &= torch.as_tensor(np.asarray(round_flags, dtype=bool))
+    if not chosen.any():
+        return tensor, chosen
+    which = torch.nonzero(chosen).flatten()
+    count = len(which)
+    circle = torch.as_tensor(np.asarray(circles)[which.numpy()], dtype=tensor.dtype)
+    sides = torch.randint(6, 13, (count,), generator=generator).to(tensor.dtype)
+    phase = torch.rand(count, generator=generator) * 2 * math.pi
+    polygon = torch.rand(count, generator=generator) < 0.5
+    depth = 0.03 + 0.05 * torch.rand(count, generator=generator)
+    sharpness = 1 + 5 * torch.rand(count, generator=generator)
+    coords = (torch.arange(side, dtype=tensor.dtype) + 0.5) / side
+    dx = coords[None, None, :] - circle[:, 0, None, None]
+    dy = coords[None, :, None] - circle[:, 1, None, None]
+    distance = torch.sqrt(dx**2 + dy**2)
+    angle = torch.atan2(dy, dx) - phase[:, None, None]
+    period = 2 * math.pi / sides[:, None, None]
+    within = torch.remainder(angle, period) - period / 2
+    polygon_edge = torch.cos(period / 2) / torch.cos(within)
+    bite = torch.clamp(torch.cos(sides[:, None, None] * angle), min=0) ** sharpness[:, None, None]
+    scallop_edge = 1 - depth[:, None, None] * bite
+    edge = torch.where(polygon[:, None, None], polygon_edge, scallop_edge)
+    radius = circle[:, 2, None, None]
+    coin = torch.clamp((radius * edge - distance) * side, 0, 1)[:, None]
+    # The table just beyond the rim, along the same ray, fills what the coin no longer covers.
+    scale = torch.clamp(radius * 1.12 / distance.clamp(min=1e-3), max=3.0)
+    grid_x = (circle[:, 0, None, None] + dx * scale) * 2 - 1
+    grid_y = (circle[:, 1, None, None] + dy * scale) * 2 - 1
+    grid = torch.stack([grid_x, grid_y], dim=-1).to(tensor.device)
+    picked = tensor[which.to(tensor.device)]
+    table = torch.nn.functional.grid_sample(
+        picked, grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+    inside_rim = torch.clamp((radius * 1.03 - distance) * side, 0, 1)[:, None]
+    cut_away = ((1 - coin) * inside_rim).to(tensor.device)
+    out = tensor.clone()
+    out[which.to(tensor.device)] = picked * (1 - cut_away) + table * cut_away
+    return out, chosen
