@@ -50,9 +50,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
     env = {"COINLENS_DATABASE_URL": url or ""}  # not the database of the test that asked first
     result = runner.invoke(app, ["ingest", str(references), "--home", str(home)], env=env)
     assert result.exit_code == 0, result.stderr
-    # ten steps on 96 coins: too few to learn from crops on swapped backgrounds as well; crops
-    # of another size than the default's, which the model must then read at that size too
+    # ten steps on 96 coins: too few to learn from crops on swapped backgrounds or outline twins
+    # as well; crops of another size than the default's, which the model must then read at that
+    # size too
     train = ["train", "--home", str(home), "--epochs", "5", "--background-swap", "0"]
+    train += ["--outline-twins", "0"]
     train += ["--input-size", str(INPUT_SIZE), "--json"]
     result = runner.invoke(app, train, env=env)
     assert result.exit_code == 0, result.stderr
@@ -72,6 +74,7 @@ def test_train_saves_a_calibrated_version(trained) -> None:
         # fitted on the held-out coins, as photographed and re-lit
         assert calibration["similarity_weight"] in SIMILARITY_WEIGHTS
         assert version.training_snapshot["config"]["input_size"] == INPUT_SIZE
+        assert version.training_snapshot["config"]["outline_twins"] == 0
         model = current_model(opened)
         assert model.embedder.input_size == INPUT_SIZE
         # the trained trunk's pooled features are the embedding, the loss's head dropped

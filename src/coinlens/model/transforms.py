@@ -57,6 +57,30 @@ def rotations(tensor: torch.Tensor, count: int) -> list[torch.Tensor]:
     return turns[:count]
 
 
+def _choose_round(
+    n: int, probability: float, generator: torch.Generator | None, round_flags: np.ndarray | None
+) -> torch.Tensor:
+    """Which of ``n`` crops to change: a share ``probability``, round coins only."""
+    chosen = torch.rand(n, generator=generator) < probability
+    if round_flags is not None:
+        chosen &= torch.as_tensor(np.asarray(round_flags, dtype=bool))
+    return chosen
+
+
+def _rim_geometry(
+    tensor: torch.Tensor, circles: np.ndarray, which: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The chosen crops' circles and each pixel's offset and distance from their centres, all
+    as shares of the side, on the batch's device."""
+    side = tensor.shape[-1]
+    circles_t = torch.as_tensor(np.asarray(circles)[which.numpy()], dtype=tensor.dtype)
+    circles_t = circles_t.to(tensor.device)
+    coords = (torch.arange(side, device=tensor.device, dtype=tensor.dtype) + 0.5) / side
+    dx = coords[None, None, :] - circles_t[:, 0, None, None]
+    dy = coords[None, :, None] - circles_t[:, 1, None, None]
+    return circles_t, dx, dy, torch.sqrt(dx**2 + dy**2)
+
+
 def swap_backgrounds(
     tensor: torch.Tensor,
     circles: np.ndarray,
@@ -70,19 +94,12 @@ def swap_backgrounds(
     noise. The table a tray lay on and its lighting's tint then cannot stand for a type.
     Only the chosen crops are computed (a batch's worth of noise cost a tenth of a step)."""
     n, channels, side, _ = tensor.shape
-    chosen = torch.rand(n, generator=generator) < probability
-    if round_flags is not None:
-        chosen &= torch.as_tensor(np.asarray(round_flags, dtype=bool))
+    chosen = _choose_round(n, probability, generator, round_flags)
     if n < 2 or not chosen.any():
         return tensor
     which = torch.nonzero(chosen).flatten()
     count = len(which)
-    circles_t = torch.as_tensor(np.asarray(circles)[which.numpy()], dtype=tensor.dtype)
-    circles_t = circles_t.to(tensor.device)
-    coords = (torch.arange(side, device=tensor.device, dtype=tensor.dtype) + 0.5) / side
-    dx = coords[None, None, :] - circles_t[:, 0, None, None]
-    dy = coords[None, :, None] - circles_t[:, 1, None, None]
-    distance = torch.sqrt(dx**2 + dy**2)
+    circles_t, _, _, distance = _rim_geometry(tensor, circles, which)
     coin = torch.clamp((circles_t[:, 2, None, None] * 1.03 - distance) * side / 2, 0, 1)[:, None]
     which = which.to(tensor.device)
     other = tensor[(which - 1) % n].flip(2).flip(3)  # the crop before, turned half round
@@ -245,23 +262,17 @@ def reshape_outlines(
     coins learns to ignore the rim, and then reads a scalloped type it never trained on (the
     euro's 20 cent, its "Spanish flower") as the round type of the same design and metal."""
     n, _, side, _ = tensor.shape
-    chosen = torch.rand(n, generator=generator) < probability
-    if round_flags is not None:
-        chosen &= torch.as_tensor(np.asarray(round_flags, dtype=bool))
+    chosen = _choose_round(n, probability, generator, round_flags)
     if not chosen.any():
         return tensor, chosen
     which = torch.nonzero(chosen).flatten()
     count = len(which)
-    circle = torch.as_tensor(np.asarray(circles)[which.numpy()], dtype=tensor.dtype)
-    sides = torch.randint(6, 13, (count,), generator=generator).to(tensor.dtype)
-    phase = torch.rand(count, generator=generator) * 2 * math.pi
-    polygon = torch.rand(count, generator=generator) < 0.5
-    depth = 0.03 + 0.05 * torch.rand(count, generator=generator)
-    sharpness = 1 + 5 * torch.rand(count, generator=generator)
-    coords = (torch.arange(side, dtype=tensor.dtype) + 0.5) / side
-    dx = coords[None, None, :] - circle[:, 0, None, None]
-    dy = coords[None, :, None] - circle[:, 1, None, None]
-    distance = torch.sqrt(dx**2 + dy**2)
+    sides = torch.randint(6, 13, (count,), generator=generator).to(tensor)
+    phase = (torch.rand(count, generator=generator) * 2 * math.pi).to(tensor)
+    polygon = (torch.rand(count, generator=generator) < 0.5).to(tensor.device)
+    depth = (0.03 + 0.05 * torch.rand(count, generator=generator)).to(tensor)
+    sharpness = (1 + 5 * torch.rand(count, generator=generator)).to(tensor)
+    circle, dx, dy, distance = _rim_geometry(tensor, circles, which)
     angle = torch.atan2(dy, dx) - phase[:, None, None]
     period = 2 * math.pi / sides[:, None, None]
     within = torch.remainder(angle, period) - period / 2
@@ -275,13 +286,14 @@ def reshape_outlines(
     scale = torch.clamp(radius * 1.12 / distance.clamp(min=1e-3), max=3.0)
     grid_x = (circle[:, 0, None, None] + dx * scale) * 2 - 1
     grid_y = (circle[:, 1, None, None] + dy * scale) * 2 - 1
-    grid = torch.stack([grid_x, grid_y], dim=-1).to(tensor.device)
-    picked = tensor[which.to(tensor.device)]
+    grid = torch.stack([grid_x, grid_y], dim=-1)
+    which = which.to(tensor.device)
+    picked = tensor[which]
     table = torch.nn.functional.grid_sample(
         picked, grid, mode="bilinear", padding_mode="border", align_corners=False
     )
     inside_rim = torch.clamp((radius * 1.03 - distance) * side, 0, 1)[:, None]
-    cut_away = ((1 - coin) * inside_rim).to(tensor.device)
+    cut_away = (1 - coin) * inside_rim
     out = tensor.clone()
-    out[which.to(tensor.device)] = picked * (1 - cut_away) + table * cut_away
+    out[which] = picked * (1 - cut_away) + table * cut_away
     return out, chosen
