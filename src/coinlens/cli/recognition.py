@@ -126,7 +126,7 @@ def train(
             help="Share of round training crops given a polygonal or scalloped rim and trained "
             "as a type of their own, so that the model keeps a coin's outline.",
         ),
-    ] = 0.5,
+    ] = 0.25,
     input_size: Annotated[
         int | None,
         typer.Option(

@@ -46,7 +46,7 @@ class TrainConfig:
     # Share of round crops given another outline and trained as a type of their own ("twin"):
     # the network keeps a coin's outline, which no round training type needs but a scalloped or
     # polygonal type added later is told by (``reshape_outlines``).
-    outline_twins: float = 0.5
+    outline_twins: float = 0.25
 
 
 def balanced_batches(labels: np.ndarray, batch_size: int, steps: int, rng: np.random.Generator):
