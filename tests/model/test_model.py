@@ -81,6 +81,19 @@ def test_a_trained_network_without_its_head_embeds_with_its_trunk(crops, tmp_pat
     np.testing.assert_allclose(again.embed_arrays(crops), vectors, atol=1e-5)
 
 
+def test_training_trains_outline_twins_as_types_of_their_own(crops) -> None:
+    """Every round crop a twin at share 1 (its label past the real types, which the loss must
+    have proxies for), none where no coin is round or the share is 0."""
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    config = TrainConfig(epochs=1, batch_size=6, input_size=64, outline_twins=1.0)
+    _, stats = train_embedding(crops, labels, np.ones(6, bool), config)
+    assert stats["outline_twin_crops"] == 6 and np.isfinite(stats["final_loss"])
+    _, stats = train_embedding(crops, labels, np.zeros(6, bool), config)
+    assert stats["outline_twin_crops"] == 0
+    config = TrainConfig(epochs=1, batch_size=6, input_size=64, outline_twins=0.0)
+    assert train_embedding(crops, labels, np.ones(6, bool), config)[1]["outline_twin_crops"] == 0
+
+
 def test_network_without_head_has_imagenet_width() -> None:
     net = CoinNet(dim=None).eval()
     with torch.no_grad():

@@ -108,6 +108,7 @@ def train_embedding(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     model.train()
     started = time.perf_counter()
+    twin_crops = 0  # crops trained as an outline twin (a label past the real types)
     losses: list[float] = []
     for step, index in enumerate(balanced_batches(labels, config.batch_size, total, rng)):
         images = to_tensor(crops[index]).to(device, non_blocking=True)
@@ -132,6 +133,7 @@ def train_embedding(
         scaler.update()
         scheduler.step()
         losses.append(float(loss.detach()))
+        twin_crops += int((target >= classes).sum())
         if on_step:
             on_step(step + 1, total, float(np.mean(losses[-steps_per_epoch:])))
     model.to(memory_format=torch.contiguous_format).eval()  # as a loaded checkpoint is
@@ -142,5 +144,6 @@ def train_embedding(
         "seconds": round(seconds, 1),
         "images_per_second": round(total * config.batch_size / seconds, 1),
         "final_loss": round(float(np.mean(losses[-steps_per_epoch:])), 4),
+        "outline_twin_crops": twin_crops,
     }
     return model, stats
