@@ -94,6 +94,22 @@ def test_calibration_is_monotone_and_meets_its_precision() -> None:
     assert accepted and correct / accepted >= 0.95
 
 
+def test_a_few_held_out_coins_never_make_a_confidence_of_zero_or_one() -> None:
+    """Each step of the isotonic map is shrunk towards the held-out share right: three coins,
+    all wrong, at the bottom do not show 0.00 to every coin below them (on new trays such coins
+    were right about half the time), nor the coins above them 1.00; a coin less certain than any
+    held out gets the lowest step's confidence, not one sliding to zero."""
+    wrong = [{0: 0.50, 1: 0.49 + 0.001 * i} for i in range(3)]  # type 0 ahead by a hair: wrong
+    right = [{0: 0.50 + 0.01 * i, 1: 0.40} for i in range(40)]  # well ahead, and right
+    calibration = fit_calibration(wrong + right, [1, 1, 1] + [0] * 40, target_precision=0.95)
+    seen = calibration.confidence(np.linspace(-80, 80, 641))
+    assert 0 < seen.min() < 0.5 and 0.9 < seen.max() < 1
+    assert np.all(np.diff(seen) >= -1e-12)
+    lowest_seen = calibration.certainty(0.0, 0.0)  # log-odds 0: less certain than any held out
+    assert calibration.confidence(-80.0) == pytest.approx(calibration.confidence(lowest_seen))
+    assert calibration.heldout_precision_at_threshold >= 0.95
+
+
 def test_runner_ups_share_what_the_top_leaves_and_are_calibrated_too() -> None:
     """A runner-up's confidence is its share of 1 - top: a coin's confidences sum to at most 1,
     fall with rank, and on the calibration coins the runner-ups are right as often as they say."""

@@ -16,7 +16,9 @@
   coins still order among themselves) plus a fitted multiple of the top type's plain similarity
   (its *certainty*: a coin unlike every reference, in odd light or blur, is less sure than its
   softmax says) go through an isotonic map fitted on the same coins, which makes them
-  calibrated: of the suggestions given 0.98, 98% were right there. A runner-up's confidence is
+  calibrated: of the suggestions given 0.98, 98% were right there (each step of the map shrunk
+  towards the held-out share right, so that a few coins never make a 0 or a 1, and flat beyond
+  the certainties seen). A runner-up's confidence is
   its share of what the top leaves (``ranked_confidences``), so a coin's confidences sum to 1 at
   most.
 - The auto-accept threshold is the lowest confidence at which held-out precision still meets the
@@ -334,33 +336,66 @@ def decide(suggestions: list[Suggestion], calibration: Calibration) -> str:
     return "review"
 
 
+# Weight, in coins, of the prior each step of the isotonic map is shrunk towards: the held-out
+# coins' share right (the m-estimate of Zadrozny & Elkan, 2001). A step of a few held-out coins,
+# all wrong, otherwise showed 0.00 to every coin below it, and on new trays and photographers
+# such coins were right 33-80% of the time. With one coin's weight the top suggestions'
+# calibration error fell on kaa test, euro-studio references and new types for three trainings
+# each, and the share auto-accepted stayed; two coins' weight cost 1 to 3.5 points of that share
+# (``bench/results/eval/calibration-2026-11-30/``).
+ISOTONIC_PRIOR_COINS = 1.0
+
+
+def _pool_adjacent(
+    values: np.ndarray, weights: np.ndarray, low: np.ndarray, high: np.ndarray
+) -> list[list[float]]:
+    """Pool-adjacent-violators over points sorted by x (each spanning ``low``..``high``):
+    blocks [weighted sum, weight, lowest x, highest x] with non-decreasing means."""
+    blocks: list[list[float]] = []
+    for value, weight, lo, hi in zip(values, weights, low, high, strict=True):
+        blocks.append([value * weight, weight, lo, hi])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] >= blocks[-1][0] / blocks[-1][1]:
+            total, weight_sum, _, top = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += weight_sum
+            blocks[-1][3] = top
+    return blocks
+
+
 def _pav(
-    x: np.ndarray, y: np.ndarray, lower: float = -LOG_ODDS_CAP, upper: float = LOG_ODDS_CAP
+    x: np.ndarray,
+    y: np.ndarray,
+    lower: float = -LOG_ODDS_CAP,
+    upper: float = LOG_ODDS_CAP,
+    prior_coins: float = ISOTONIC_PRIOR_COINS,
 ) -> tuple[list[float], list[float]]:
-    """Isotonic (non-decreasing) regression of y on x by pool-adjacent-violators, as knots
-    from (``lower``, 0) to ``upper``."""
-    order = np.argsort(x)
-    xs, ys = x[order], y[order].astype(float)
-    blocks: list[list[float]] = []  # [sum_y, count, min_x, max_x]
-    for xv, yv in zip(xs, ys, strict=True):
-        blocks.append([yv, 1.0, xv, xv])
-        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
-            s, c, lo, hi = blocks.pop()
-            blocks[-1][0] += s
-            blocks[-1][1] += c
-            blocks[-1][3] = hi
-    knots_x, knots_y = [lower], [0.0]
-    for s, c, lo, hi in blocks:
-        mean = s / c
+    """Isotonic (non-decreasing) regression of y on x by pool-adjacent-violators, each step
+    shrunk towards the mean of y by ``prior_coins`` (then pooled again where that broke the
+    order), as knots from ``lower`` to ``upper``: flat beyond the data at both ends, since
+    nothing was seen there to say more."""
+    order = np.argsort(x, kind="stable")
+    xs, ys = np.asarray(x, dtype=float)[order], np.asarray(y, dtype=float)[order]
+    steps = _pool_adjacent(ys, np.ones_like(ys), xs, xs)
+    prior = float(ys.mean())
+    sums, counts = np.array([b[0] for b in steps]), np.array([b[1] for b in steps])
+    shrunk = (sums + prior_coins * prior) / (counts + prior_coins)
+    steps = _pool_adjacent(
+        shrunk,
+        counts + prior_coins,
+        np.array([b[2] for b in steps]),
+        np.array([b[3] for b in steps]),
+    )
+    knots_x, knots_y = [lower], [steps[0][0] / steps[0][1]]
+    for total, weight, lo, hi in steps:
         knots_x += [float(lo), float(hi)]
-        knots_y += [mean, mean]
+        knots_y += [total / weight] * 2
     knots_x.append(upper)
     knots_y.append(knots_y[-1])
     # np.interp needs increasing x: nudge equal knots apart
     for i in range(1, len(knots_x)):
         if knots_x[i] <= knots_x[i - 1]:
             knots_x[i] = knots_x[i - 1] + 1e-9
-    return knots_x, knots_y
+    return knots_x, [float(v) for v in knots_y]
 
 
 def _score_table(
