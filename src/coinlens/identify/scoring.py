@@ -18,9 +18,8 @@
   softmax says) go through an isotonic map fitted on the same coins, which makes them
   calibrated: of the suggestions given 0.98, 98% were right there (each step of the map shrunk
   towards the held-out share right, so that a few coins never make a 0 or a 1, and flat beyond
-  the certainties seen). A runner-up's confidence is
-  its share of what the top leaves (``ranked_confidences``), so a coin's confidences sum to 1 at
-  most.
+  the certainties seen). A runner-up's confidence is its share of what the top leaves
+  (``ranked_confidences``), so a coin's confidences sum to 1 at most.
 - The auto-accept threshold is the lowest confidence at which held-out precision still meets the
   collection's target, and only a coin as close to its references as most known coins are is
   auto-accepted; a specimen whose best similarity is below what nearly every known coin reaches
