@@ -50,6 +50,14 @@ def test_bad_values_name_their_source(tmp_path: Path, monkeypatch: pytest.Monkey
     with pytest.raises(SettingsError, match="COINLENS_MAX_IMAGE_PIXELS.*whole number.*'lots'"):
         load_settings(tmp_path)
     monkeypatch.delenv("COINLENS_MAX_IMAGE_PIXELS")
+    monkeypatch.setenv("COINLENS_NEW_TYPE_SHARE", "1.5")
+    with pytest.raises(SettingsError, match="COINLENS_NEW_TYPE_SHARE.*between 0.0 and 0.9"):
+        load_settings(tmp_path)
+    monkeypatch.setenv("COINLENS_NEW_TYPE_SHARE", "0.25")
+    assert load_settings(tmp_path).new_type_share == 0.25
+    (tmp_path / "coinlens.toml").write_text("auto_accept_precision = 'high'\n")
+    with pytest.raises(SettingsError, match="coinlens.toml: auto_accept_precision must lie"):
+        load_settings(tmp_path)
     (tmp_path / "coinlens.toml").write_text("[coinlens\n")
     with pytest.raises(SettingsError, match="coinlens.toml: not valid TOML"):
         load_settings(tmp_path)

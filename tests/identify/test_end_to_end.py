@@ -73,6 +73,11 @@ def test_train_saves_a_calibrated_version(trained) -> None:
         assert calibration["n_heldout"] > 0 and 0 < calibration["temperature"] < 1
         # fitted on the held-out coins, as photographed and re-lit
         assert calibration["similarity_weight"] in SIMILARITY_WEIGHTS
+        # auto-accept guarded for the default share of coins of types the catalogue lacks,
+        # learnt from held-out coins matched as if their own type were missing
+        assert calibration["new_type_share"] == 0.1
+        assert 0 <= summary["heldout_as_new_accepted"] <= 1
+        assert summary["types_needing_closer_coins"] == len(calibration["type_floors"])
         assert version.training_snapshot["config"]["input_size"] == INPUT_SIZE
         assert version.training_snapshot["config"]["outline_twins"] == 0
         model = current_model(opened)

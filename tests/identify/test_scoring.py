@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from coinlens.identify.scoring import (
     Calibration,
+    TopSuggestions,
     accept_threshold,
     coin_log_losses,
     combine_images,
@@ -16,6 +18,7 @@ from coinlens.identify.scoring import (
     decide,
     fit_calibration,
     fit_temperature,
+    fit_type_floors,
     image_type_scores,
     rank,
 )
@@ -53,6 +56,21 @@ def test_references_that_may_count_leave_out_the_query_and_its_copies() -> None:
     assert matcher.available() == {1: 3, 2: 1}
     assert matcher.available(({8}, set())) == {1: 1, 2: 1}
     assert matcher.available(({7}, {"a"})) == {1: 2, 2: 0}
+
+
+def test_a_coin_can_be_matched_as_if_its_type_were_missing() -> None:
+    from coinlens.identify.engine import Matcher
+    from coinlens.index import ReferenceIndex
+
+    index = ReferenceIndex(4)
+    vectors = np.eye(4, dtype=np.float32)[[0, 0, 1, 2]] + 0.1
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index.add(np.arange(4), vectors, np.array([1, 1, 2, 3]), np.arange(4), list("abcd"))
+    matcher = Matcher(index, Calibration())
+    query = vectors[:1]
+    assert matcher.match(query, [[0]])[0][0][0].type_id == 1
+    ((suggestions, _, scores),) = matcher.match(query, [[0]], without_types={1})
+    assert 1 not in scores and {s.type_id for s in suggestions} == {2, 3}
 
 
 def test_sides_are_combined_with_a_floor_for_missing_types() -> None:
@@ -145,6 +163,69 @@ def test_only_coins_as_close_as_the_known_ones_are_auto_accepted() -> None:
     assert decide(close, gate) == "auto_accept"
     far = [replace(s, similarity=0.45) for s in sure]
     assert decide(far, gate) == "possible_new_type"
+
+
+def test_a_type_that_draws_coins_of_missing_types_needs_them_closer() -> None:
+    """Held-out coins matched as if their type were missing land, confidently, on a lookalike
+    (type 1 here, as a 20 cent lands on the 10 cent). With a tenth of the backlog expected to be
+    of types the catalogue lacks, type 1 gets a floor that refuses most such coins while its
+    close, right coins are still accepted; the other types keep the common floor."""
+    candidates, truths = _held_out(600)
+    rng = np.random.default_rng(1)
+    as_new = [{1: float(rng.uniform(0.62, 0.72)), 2: 0.3, 3: 0.25} for _ in range(120)]
+    similarities = [max(c.values()) for c in as_new]
+    plain = fit_calibration(candidates, truths, target_precision=0.95)
+    guarded = fit_calibration(
+        candidates,
+        truths,
+        target_precision=0.95,
+        as_new_scores=as_new,
+        as_new_similarities=similarities,
+        new_type_share=0.1,
+    )
+    assert plain.type_floors == {} and 1 in guarded.type_floors
+    assert guarded.floor(1) > guarded.familiar_similarity == plain.familiar_similarity
+    for other in {0, 2, 3, 4} - set(guarded.type_floors):
+        assert guarded.floor(other) == guarded.familiar_similarity
+
+    def decided(calibration: Calibration, scores: dict[int, float]) -> str:
+        return decide(rank(scores, {t: [t] for t in scores}, calibration, 3), calibration)
+
+    def mixed_precision(calibration: Calibration) -> float:
+        """Auto-accept precision on a backlog of 90% coins like the held-out, 10% as-new."""
+        right = accepted = 0.0
+        for scores, truth in zip(candidates, truths, strict=True):
+            ranked = rank(scores, {t: [t] for t in scores}, calibration, 3)
+            if decide(ranked, calibration) == "auto_accept":
+                accepted += 0.9 / len(truths)
+                right += 0.9 / len(truths) * (ranked[0].type_id == truth)
+        drawn = [decided(calibration, scores) for scores in as_new]
+        accepted += 0.1 * drawn.count("auto_accept") / len(drawn)
+        return right / accepted
+
+    assert mixed_precision(plain) < 0.95 <= mixed_precision(guarded)
+    without_floors = [decided(plain, scores) for scores in as_new].count("auto_accept")
+    assert guarded.heldout_as_new_accepted < 0.5 * without_floors / len(as_new)
+    assert decided(guarded, {1: 0.95, 2: 0.3, 3: 0.25}) == "auto_accept"  # close: still accepted
+    # stored as JSON and read back, type ids and all
+    assert Calibration.from_dict(json.loads(json.dumps(guarded.as_dict()))) == guarded
+    # nobody expects new types: no floors
+    trusting = fit_calibration(
+        candidates, truths, 0.95, as_new_scores=as_new, as_new_similarities=similarities,
+        new_type_share=0.0,
+    )  # fmt: skip
+    assert trusting.type_floors == {}
+
+
+def test_a_floor_refuses_even_the_closest_coin_of_its_type() -> None:
+    """A coin of a missing type closer than every right coin of the type it lands on: the
+    floor goes just above it (and the fit ends), whatever the float rounding."""
+    known = TopSuggestions(
+        np.array([1, 1, 2]), np.array([0.8, 0.81, 0.9]), np.ones(3), np.ones(3, dtype=bool)
+    )
+    as_new = TopSuggestions(np.array([1]), np.array([0.9]), np.ones(1), np.zeros(1, dtype=bool))
+    floors = fit_type_floors(known, as_new, 0.5, 0.7, 0.98, 0.1)
+    assert set(floors) == {1} and 0.9 < floors[1] < 0.9 + 1e-9
 
 
 def test_far_from_everything_is_a_possible_new_type() -> None:

@@ -43,6 +43,23 @@ def test_search_replace_remove_and_persist(tmp_path: Path) -> None:
     assert len(ReferenceIndex.load(store, "indexes/none.npz", 16)) == 0
 
 
+def test_a_search_can_pass_over_some_references_as_if_removed() -> None:
+    """Calibration matches held-out coins as if the catalogue lacked their type: the search
+    passes over those references and still returns k others, in exact and approximate shards,
+    and the index itself is left as it was."""
+    rng = np.random.default_rng(2)
+    vectors = _unit(rng.normal(size=(300, 16)))
+    types = np.arange(300) % 3
+    for index in (ReferenceIndex(16), ReferenceIndex(16, approximate_above=100)):
+        index.add(np.arange(300), vectors, types, np.arange(300), [f"s{i}" for i in range(300)])
+        of_type_0 = [i for i in range(300) if types[i] == 0]
+        sims, ids = index.search(vectors[:5], 10, without=of_type_0)
+        assert ids.shape == (5, 10) and (ids >= 0).all()
+        assert not set(ids.ravel().tolist()) & set(of_type_0)
+        assert np.all(np.diff(sims, axis=1) <= 1e-6)
+        assert index.search(vectors[:1], 1)[1][0, 0] == 0 and len(index) == 300
+
+
 def _clustered(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
     centres = rng.normal(size=(max(10, n // 50), dim))
     return _unit(centres[rng.integers(0, len(centres), n)] + rng.normal(scale=0.6, size=(n, dim)))

@@ -27,6 +27,9 @@ SETTINGS_TEMPLATE = """\
 # index_exact_limit = 250000           # more references than this: approximate (HNSW) search
 # index_shard_by = "series"            # one index shard per collection: series, authority, mint,
 #                                      # denomination or material of the type (default: one shard)
+# auto_accept_precision = 0.98         # share of auto-accepted suggestions that must be right
+# new_type_share = 0.1                 # share of backlog coins expected of types not catalogued:
+#                                      # auto-accept keeps its precision with them mixed in
 """
 
 

@@ -91,6 +91,9 @@ def run_train(
         "accept_threshold": calibration.get("accept_threshold"),
         "heldout_coverage_at_threshold": calibration.get("heldout_coverage_at_threshold"),
         "heldout_precision_at_threshold": calibration.get("heldout_precision_at_threshold"),
+        "new_type_share": calibration.get("new_type_share"),
+        "types_needing_closer_coins": len(calibration.get("type_floors") or {}),
+        "heldout_as_new_accepted": calibration.get("heldout_as_new_accepted"),
         "train_seconds": metrics.get("training", {}).get("seconds"),
     }
 

@@ -52,6 +52,12 @@ class Settings:
     public_url: str = "http://127.0.0.1:8000"
     index_exact_limit: int = 250_000
     index_shard_by: str = ""  # one index shard per collection: a type field, or "series"
+    # the share of auto-accepted suggestions that must be right (``coinlens train`` fits the
+    # threshold on held-out coins for it)
+    auto_accept_precision: float = 0.98
+    # the share of backlog coins expected to be of types the catalogue lacks: auto-accept
+    # keeps ``auto_accept_precision`` with that many of them mixed in (0: none expected)
+    new_type_share: float = 0.1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -73,11 +79,21 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name not in {"home", "extra"}}
+_RANGES = {"auto_accept_precision": (0.5, 1.0), "new_type_share": (0.0, 0.9)}  # for shares
 
 
 def _coerce(name: str, raw: Any, source: str) -> Any:
     """Convert a raw TOML or env value to the type of the field ``name``."""
     default = _FIELDS[name].default
+    if isinstance(default, float):
+        low, high = _RANGES[name]
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not low <= value <= high:  # nan too
+            raise SettingsError(f"{source}: {name} must lie between {low} and {high}, got {raw!r}")
+        return value
     if isinstance(default, int) and not isinstance(default, bool):
         try:
             value = int(raw)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -317,17 +317,20 @@ class ReferenceTallies:
     rare: dict[int, int]  # types with fewer references than the deepest type score averages
     by_specimen: dict[int, list[int]]
     by_sha: dict[str, list[int]]
+    by_type: dict[int, list[int]]
 
     @classmethod
     def of(cls, index: ReferenceIndex) -> ReferenceTallies:
         per_type = Counter(index.type_of.values())
         by_specimen: dict[int, list[int]] = defaultdict(list)
         by_sha: dict[str, list[int]] = defaultdict(list)
+        by_type: dict[int, list[int]] = defaultdict(list)
         for image_id, specimen_id in index.specimen_of.items():
             by_specimen[specimen_id].append(image_id)
             by_sha[index.sha_of[image_id]].append(image_id)
+            by_type[index.type_of[image_id]].append(image_id)
         rare = {t: n for t, n in per_type.items() if n < max(TYPE_DEPTHS)}
-        return cls(per_type, rare, dict(by_specimen), dict(by_sha))
+        return cls(per_type, rare, dict(by_specimen), dict(by_sha), dict(by_type))
 
 
 class Matcher:
@@ -355,12 +358,16 @@ class Matcher:
             self._cue_stats = (self.index.generation, stats)
         return self._cue_stats[1]
 
+    def tallies(self) -> ReferenceTallies:
+        """The index's ``ReferenceTallies``, refreshed when it changes."""
+        if self._tallies is None or self._tallies[0] != self.index.generation:
+            self._tallies = (self.index.generation, ReferenceTallies.of(self.index))
+        return self._tallies[1]
+
     def available(self, excluded: tuple[set[int], set[str]] | None = None) -> dict[int, int]:
         """References per type that may count, for types with fewer than ``max(TYPE_DEPTHS)``
         (``image_type_scores``' ``available``), without those ``excluded`` (specimens, sha256s)."""
-        if self._tallies is None or self._tallies[0] != self.index.generation:
-            self._tallies = (self.index.generation, ReferenceTallies.of(self.index))
-        tallies = self._tallies[1]
+        tallies = self.tallies()
         if not excluded:
             return tallies.rare
         gone = {i for s in excluded[0] for i in tallies.by_specimen.get(s, ())}
@@ -381,10 +388,12 @@ class Matcher:
         query_crop: Callable[[int], CoinViews | np.ndarray] | None = None,
         query_cues: np.ndarray | None = None,
         calibration: Calibration | None = None,
+        without_types: Collection[int] = (),
     ) -> list[tuple[list[Suggestion], str, dict[int, float]]]:
         """For each group of rows of ``vectors`` (the images of one specimen): suggestions, the
         decision, and the type scores. ``exclude[g]`` = (specimen ids, sha256s) never to count
-        as neighbours of group g (the specimen itself and exact copies, in leave-one-out).
+        as neighbours of group g (the specimen itself and exact copies, in leave-one-out);
+        references of ``without_types`` count for no group (as if the catalogue lacked them).
         ``query_crop(row)`` gives a row's ``CoinViews`` (or crop) for keypoint verification, when
         a verifier is set; ``query_cues[row]`` its physical cues (``coinlens.vision.cues``),
         weighed as the calibration (default: the matcher's) says."""
@@ -396,7 +405,9 @@ class Matcher:
             extra = max((len(e[0]) + len(e[1])) * 4 for e in exclude) if exclude else 0
         verifier = self.verifier if calibration.verify_weight > 0 else None
         depth = max(self.neighbours, verifier.shortlist if verifier else 0)
-        similarities, ids = self.index.search(vectors, depth + extra)
+        tallies = self.tallies()
+        without = [i for t in without_types for i in tallies.by_type.get(t, ())]
+        similarities, ids = self.index.search(vectors, depth + extra, without=without)
         results = []
         for g, rows in enumerate(groups):
             per_image = []
@@ -430,7 +441,9 @@ class Matcher:
                             query_crop(row),
                             sims,
                             neighbour_ids,
-                            extra=self._voted_for(vectors[row], exclude[g] if exclude else None),
+                            extra=self._voted_for(
+                                vectors[row], exclude[g] if exclude else None, set(without_types)
+                            ),
                             weight=calibration.verify_weight,
                         )
                         scored = image_type_scores(
@@ -454,14 +467,18 @@ class Matcher:
         return results
 
     def _voted_for(
-        self, vector: np.ndarray, excluded: tuple[set[int], set[str]] | None
+        self,
+        vector: np.ndarray,
+        excluded: tuple[set[int], set[str]] | None,
+        without_types: set[int],
     ) -> Callable[[Keypoints, set[int]], list[tuple[int, float]]]:
         """The verifier's descriptor-vote candidates for one query image, with their embedding
-        similarities, never the query's own specimen or copies (``excluded``)."""
+        similarities, never the query's own specimen or copies (``excluded``) nor a reference
+        of ``without_types``."""
 
         def candidates(points: Keypoints, shortlisted: set[int]) -> list[tuple[int, float]]:
             def allowed(image_id: int) -> bool:
-                if image_id in shortlisted:
+                if image_id in shortlisted or self.index.type_of[image_id] in without_types:
                     return False
                 if excluded is None:
                     return True

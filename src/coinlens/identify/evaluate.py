@@ -64,6 +64,28 @@ class LabelledSet:
             groups[group].append(row)
         return groups
 
+    def only(self, keep: set[str]) -> LabelledSet:
+        """The photos whose label is in ``keep`` (references a catalogue of fewer types holds;
+        queries of some types), with their crops."""
+        out = LabelledSet()
+        for group, label in enumerate(self.labels):
+            if label not in keep:
+                continue
+            new = len(out.paths)
+            out.paths.append(self.paths[group])
+            out.labels.append(label)
+            out.shas.append(self.shas[group])
+            if group in self.keypoint_pictures:
+                out.keypoint_pictures[new] = self.keypoint_pictures[group]
+            for row, owner in enumerate(self.group_of_crop):
+                if owner == group:
+                    out.crops.append(self.crops[row])
+                    out.keypoint_crops.append(self.keypoint_crops[row])
+                    out.rounds.append(self.rounds[row])
+                    out.framed.append(self.framed[row])
+                    out.group_of_crop.append(new)
+        return out
+
 
 def load_labelled(
     folder: Path, size: int, on_item: Callable[[], None] | None = None

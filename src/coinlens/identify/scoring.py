@@ -24,13 +24,19 @@
   collection's target, and only a coin as close to its references as most known coins are is
   auto-accepted; a specimen whose best similarity is below what nearly every known coin reaches
   is flagged as a possible new type.
+- A coin of a type the catalogue lacks is often matched, confidently, to a lookalike (a 20 cent
+  to the 10 and 50 cent of the same design). Held-out coins matched as if their own type were
+  missing show which types draw such coins; those types get a higher similarity floor for
+  auto-accept, just enough that a backlog with the expected share of new-type coins
+  (``new_type_share``) still meets the target precision (``fit_type_floors``).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -79,13 +85,27 @@ class Calibration:
     target_precision: float = 0.98
     novelty_similarity: float = 0.0
     familiar_similarity: float = 0.0  # auto-accept only coins at least this close (0: any)
+    # per type id: a higher floor than ``familiar_similarity`` where coins of types the
+    # catalogue lacks are drawn to it (``fit_type_floors``); fitted for ``new_type_share``
+    type_floors: dict[int, float] = field(default_factory=dict)
+    new_type_share: float = 0.0
     n_heldout: int = 0
     heldout_top1: float | None = None
     heldout_precision_at_threshold: float | None = None
     heldout_coverage_at_threshold: float | None = None
+    # of held-out coins matched as if the catalogue lacked their type, the share auto-accepted
+    heldout_as_new_accepted: float | None = None
+
+    def __post_init__(self) -> None:
+        # JSON gives the type ids back as strings
+        self.type_floors = {int(t): float(f) for t, f in self.type_floors.items()}
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def floor(self, type_id: int) -> float:
+        """The similarity a coin suggested as ``type_id`` needs to be auto-accepted."""
+        return self.type_floors.get(type_id, self.familiar_similarity)  # never below it
 
     @classmethod
     def from_dict(cls, data: dict | None) -> Calibration:
@@ -323,13 +343,13 @@ def ranked_confidences(top_confidence: float, values: np.ndarray, temperature: f
 def decide(suggestions: list[Suggestion], calibration: Calibration) -> str:
     """``possible_new_type`` below the novelty floor; ``auto_accept`` at or above the threshold
     for a coin as close to its references as nearly all held-out coins identified right
-    (``familiar_similarity``); else ``review``."""
+    (``familiar_similarity``), or closer where its type draws coins of types the catalogue
+    lacks (``Calibration.floor``); else ``review``."""
     if not suggestions or suggestions[0].similarity < calibration.novelty_similarity:
         return "possible_new_type"
     top = suggestions[0]
-    if (
-        top.score >= calibration.accept_threshold
-        and top.similarity >= calibration.familiar_similarity
+    if top.score >= calibration.accept_threshold and top.similarity >= calibration.floor(
+        top.type_id
     ):
         return "auto_accept"
     return "review"
@@ -550,19 +570,119 @@ NOVELTY_QUANTILE = 0.01
 FAMILIAR_QUANTILE = 0.05
 
 
+class TopSuggestions(NamedTuple):
+    """The top suggestion of each of some coins: what deciding on them needs."""
+
+    type_ids: np.ndarray
+    similarities: np.ndarray
+    confidences: np.ndarray
+    correct: np.ndarray  # all false for coins matched as if their type were missing
+
+
+def top_suggestions(
+    calibration: Calibration,
+    candidate_scores: Sequence[Mapping[int, float]],
+    similarities: Sequence[float],
+    true_types: Sequence[int] | None = None,
+) -> TopSuggestions:
+    """Each coin's best type as ``rank`` would put it first, with its calibrated confidence
+    (0 for a coin with no candidate) and whether it is the true type (never, without them)."""
+    type_ids, confidences, correct = [], [], []
+    for g, scores in enumerate(candidate_scores):
+        if not scores:
+            type_ids.append(-1)
+            confidences.append(0.0)
+            correct.append(False)
+            continue
+        values = np.array(list(scores.values()))
+        best = int(np.argmax(values))
+        odds = log_odds(values, calibration.temperature)[best]
+        certainty = calibration.certainty(odds, similarities[g])
+        type_ids.append(list(scores)[best])
+        confidences.append(float(calibration.confidence(certainty)))
+        correct.append(true_types is not None and type_ids[-1] == true_types[g])
+    return TopSuggestions(
+        np.array(type_ids, dtype=np.int64),
+        np.asarray(similarities, dtype=float),
+        np.array(confidences),
+        np.array(correct, dtype=bool),
+    )
+
+
+def fit_type_floors(
+    known: TopSuggestions,
+    as_new: TopSuggestions,
+    threshold: float,
+    familiar: float,
+    precision: float,
+    new_type_share: float,
+) -> dict[int, float]:
+    """Per-type similarity floors for auto-accept, so that a backlog of known coins like
+    ``known`` mixed with ``new_type_share`` of coins of missing types (like ``as_new``: held-out
+    coins matched without their own type's references) is still auto-accepted at ``precision``.
+
+    Greedy: while the mixture's precision falls short, raise the one type's floor that refuses
+    the most wrong suggestions per right one refused (a cut just above a wrong coin, half-way to
+    the next). Types no missing-type coin is drawn to keep ``familiar``."""
+    if not len(known.type_ids) or not len(as_new.type_ids) or new_type_share <= 0:
+        return {}
+    weight = np.r_[
+        np.full(len(known.type_ids), (1 - new_type_share) / len(known.type_ids)),
+        np.full(len(as_new.type_ids), new_type_share / len(as_new.type_ids)),
+    ]
+    type_ids = np.r_[known.type_ids, as_new.type_ids]
+    similarities = np.r_[known.similarities, as_new.similarities]
+    right = np.r_[known.correct, np.zeros(len(as_new.type_ids), dtype=bool)]
+    confidences = np.r_[known.confidences, as_new.confidences]
+    accepted = (confidences >= threshold) & (similarities >= familiar) & (type_ids >= 0)
+    floors: dict[int, float] = {}
+    while True:
+        total = weight[accepted].sum()
+        if total == 0 or weight[accepted & right].sum() >= precision * total:
+            return floors
+        best: tuple[tuple[float, float], int, float] | None = None
+        for type_id in np.unique(type_ids[accepted & ~right]):
+            here = np.flatnonzero(accepted & (type_ids == type_id))
+            here = here[np.argsort(similarities[here], kind="stable")]
+            sims, is_right, w = similarities[here], right[here], weight[here]
+            refused_right = np.cumsum(w * is_right)
+            refused_wrong = np.cumsum(w * ~is_right)
+            for i in np.flatnonzero(~is_right):
+                if i + 1 < len(sims) and sims[i + 1] == sims[i]:
+                    continue  # a floor cannot part equal similarities
+                cost = refused_right[i]
+                key = (refused_wrong[i] / cost if cost > 0 else np.inf, refused_wrong[i])
+                if best is None or key > best[0]:
+                    cut = np.nextafter(sims[i], 2.0)  # the least floor that refuses coin i
+                    if i + 1 < len(sims):
+                        cut = max(cut, (sims[i] + sims[i + 1]) / 2)
+                    best = (key, int(type_id), float(cut))
+        if best is None:
+            return floors
+        _, type_id, floor = best
+        floors[type_id] = floor
+        accepted &= ~((type_ids == type_id) & (similarities < floor))
+
+
 def fit_calibration(
     candidate_scores: list[dict[int, float]],
     true_types: list[int],
     target_precision: float = 0.98,
     top_similarities: list[float] | None = None,
     base: Calibration | None = None,
+    *,
+    as_new_scores: Sequence[Mapping[int, float]] = (),
+    as_new_similarities: Sequence[float] = (),
+    new_type_share: float = 0.0,
 ) -> Calibration:
     """Fit temperature, isotonic map, auto-accept threshold and novelty floor on held-out coins.
 
     ``candidate_scores[i]`` are the type scores of held-out coin i (as from ``combine_images``);
     ``true_types[i]`` its catalogued type; ``top_similarities[i]`` the plain similarity of its
     best type (default: the best score), which the novelty floor is set on and certainty counts.
-    Fields of ``base`` already fitted (``SCORING_FIELDS``) are kept.
+    ``as_new_scores`` and ``as_new_similarities``: the same for held-out coins matched without
+    their own type's references, for the per-type floors (``fit_type_floors``) at
+    ``new_type_share``. Fields of ``base`` already fitted (``SCORING_FIELDS``) are kept.
     """
     base = base or Calibration()
     scoring = {name: getattr(base, name) for name in SCORING_FIELDS}
@@ -593,7 +713,26 @@ def fit_calibration(
     if len(right):
         calibration.novelty_similarity = float(np.quantile(right, NOVELTY_QUANTILE))
         calibration.familiar_similarity = float(np.quantile(right, FAMILIAR_QUANTILE))
-    accepted = (confidence >= threshold) & (similarity_arr >= calibration.familiar_similarity)
+    calibration.new_type_share = new_type_share
+    if len(as_new_scores):
+        known = top_suggestions(calibration, candidate_scores, similarity_arr, true_types)
+        as_new = top_suggestions(calibration, as_new_scores, as_new_similarities)
+        calibration.type_floors = fit_type_floors(
+            known,
+            as_new,
+            threshold,
+            calibration.familiar_similarity,
+            target_precision,
+            new_type_share,
+        )
+        floors = np.array([calibration.floor(t) for t in as_new.type_ids])
+        calibration.heldout_as_new_accepted = float(
+            np.mean((as_new.confidences >= threshold) & (as_new.similarities >= floors))
+        )
+        floor_of = np.array([calibration.floor(t) for t in known.type_ids])
+    else:
+        floor_of = calibration.familiar_similarity
+    accepted = (confidence >= threshold) & (similarity_arr >= floor_of)
     if accepted.any():
         calibration.heldout_precision_at_threshold = float(correct_arr[accepted].mean())
         calibration.heldout_coverage_at_threshold = float(accepted.mean())

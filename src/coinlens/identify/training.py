@@ -218,6 +218,38 @@ def _top_similarities(results: list) -> list[float]:
     return [result[0][0].similarity if result[0] else 0.0 for result in results]
 
 
+def match_as_new(
+    matcher: Matcher,
+    vectors: np.ndarray,
+    groups: Sequence[Sequence[int]],
+    truths: Sequence[int],
+    *,
+    exclude: Sequence[tuple[set[int], set[str]]] | None = None,
+    query_cues: np.ndarray | None = None,
+) -> list:
+    """Match each coin as if the catalogue lacked its type (its type's references passed over):
+    how coins of a missing type fare, which ``fit_type_floors`` guards against. One search per
+    type, of that type's coins only. Results in the order of ``groups``."""
+    results: list = [None] * len(groups)
+    for type_id in sorted(set(truths)):
+        mine = [g for g, truth in enumerate(truths) if truth == type_id]
+        rows = [row for g in mine for row in groups[g]]
+        local, start = [], 0
+        for g in mine:
+            local.append(list(range(start, start + len(groups[g]))))
+            start += len(groups[g])
+        found = matcher.match(
+            vectors[rows],
+            local,
+            exclude=[exclude[g] for g in mine] if exclude else None,
+            query_cues=query_cues[rows] if query_cues is not None else None,
+            without_types={type_id},
+        )
+        for g, result in zip(mine, found, strict=True):
+            results[g] = result
+    return results
+
+
 def calibrate(
     index: ReferenceIndex,
     queries: Sequence[CropRef],
@@ -225,6 +257,7 @@ def calibrate(
     *,
     query_cues: np.ndarray | None = None,
     target_precision: float,
+    new_type_share: float = 0.0,
     leave_one_out: bool = False,
     verifier: KeypointVerifier | None = None,
     store: ObjectStore | None = None,
@@ -233,7 +266,9 @@ def calibrate(
     """Fit calibration on ``queries`` (held-out coins, or with ``leave_one_out`` the references
     themselves, each without its own specimen and exact copies). Returns it with top-1/top-5.
     ``relit_queries``: the queries under other lightings (``relit_coins``), for the colour
-    weight (their cues) and the similarity's weight in certainty (their embeddings, if any)."""
+    weight (their cues) and the similarity's weight in certainty (their embeddings, if any).
+    The queries are matched once more as if their types were missing (``match_as_new``), for
+    the per-type auto-accept floors at ``new_type_share``."""
     specimen_ids, groups = group_by_specimen(queries)
     truths = [queries[rows[0]].type_id for rows in groups]
     exclude = None
@@ -277,12 +312,25 @@ def calibrate(
         temperature, _ = fit_temperature(pooled_scores, pooled_truths)
         weight = fit_similarity_weight(result_sets, truths, temperature)
         weights = replace(weights, similarity_weight=weight)
+    # without keypoint verification: nearly every coin so matched is uncertain and would be
+    # verified, at several times the embedding's time per coin
+    as_new = match_as_new(
+        Matcher(index, replace(weights, verify_weight=0.0)),
+        vectors,
+        groups,
+        truths,
+        exclude=exclude,
+        query_cues=query_cues,
+    )
     calibration = fit_calibration(
         pooled_scores,
         pooled_truths,
         target_precision,
         top_similarities=[s for _, similarities in result_sets for s in similarities],
         base=weights,
+        as_new_scores=[result[2] for result in as_new],
+        as_new_similarities=_top_similarities(as_new),
+        new_type_share=new_type_share,
     )
     ranked = [[s.type_id for s in result[0][:5]] for result in results]
     top1 = np.mean([r[:1] == [t] for r, t in zip(ranked, truths, strict=True)]) if truths else 0.0
@@ -296,10 +344,10 @@ def calibrate_pretrained(
     home: Home,
     model: CurrentModel,
     index: ReferenceIndex,
-    target_precision: float = 0.98,
     sample: int = 3000,
 ) -> Calibration:
-    """Calibration for the untrained backbone: leave-one-out over (a sample of) the catalogue."""
+    """Calibration for the untrained backbone: leave-one-out over (a sample of) the catalogue,
+    for the home's ``auto_accept_precision`` and ``new_type_share``."""
     refs = [r for r in catalogued_crops(home) if r.image_id in index]
     if len(refs) > sample:
         rng = np.random.default_rng(0)
@@ -313,7 +361,8 @@ def calibrate_pretrained(
         refs,
         vectors,
         query_cues=cues,
-        target_precision=target_precision,
+        target_precision=home.settings.auto_accept_precision,
+        new_type_share=home.settings.new_type_share,
         leave_one_out=True,
         verifier=store_verifier(home),
         store=home.store,
@@ -338,14 +387,15 @@ def train_model(
     config: TrainConfig,
     *,
     heldout_fraction: float = 0.15,
-    target_precision: float = 0.98,
     progress: TrainProgress | None = None,
     embed_for: Callable[[Embedder], EmbedCrops] | None = None,
 ) -> ModelVersion:
-    """Train, calibrate and save a new model version with its reference index.
+    """Train, calibrate and save a new model version with its reference index. Auto-accept is
+    fitted for the home's ``auto_accept_precision`` and ``new_type_share`` (its settings).
 
     ``embed_for(embedder)`` gives the engine that embeds the references with the new model
     (default: this process; the Ray engine spreads it over a cluster)."""
+    target_precision = home.settings.auto_accept_precision
     progress = progress or TrainProgress()
     refs = catalogued_crops(home)
     types = sorted({r.type_id for r in refs})
@@ -402,6 +452,7 @@ def train_model(
             heldout_embedded[0],
             query_cues=heldout_embedded[1],
             target_precision=target_precision,
+            new_type_share=home.settings.new_type_share,
             verifier=store_verifier(home),
             store=home.store,
             relit_queries=relit_coins(home.store, heldout, config.input_size, embedder),
@@ -414,6 +465,7 @@ def train_model(
             train_embedded[0],
             query_cues=train_embedded[1],
             target_precision=target_precision,
+            new_type_share=home.settings.new_type_share,
             leave_one_out=True,
             verifier=store_verifier(home),
             store=home.store,

@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 import io
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import faiss
 import numpy as np
@@ -196,28 +196,39 @@ class ReferenceIndex:
         self.generation += 1
         self._keep_kind(touched)
 
-    def _search_shard(self, name: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
-        index, hidden = self._shards[name], self._hidden[name]
-        if not hidden:
+    def _search_shard(
+        self, name: str, queries: np.ndarray, k: int, without: Iterable[int] = ()
+    ) -> tuple[np.ndarray, ...]:
+        index = self._shards[name]
+        skipped = self._hidden[name] | {i for i in without if self.shard_of.get(i) == name}
+        if not skipped:
             return index.search(queries, k)
-        similarities, ids = index.search(queries, k + len(hidden))
-        dropped = np.isin(ids, np.fromiter(hidden, np.int64, len(hidden)))
+        similarities, ids = index.search(queries, k + len(skipped))
+        dropped = np.isin(ids, np.fromiter(skipped, np.int64, len(skipped)))
         return np.where(dropped, -np.inf, similarities), np.where(dropped, -1, ids)
 
     def search(
-        self, vectors: np.ndarray, k: int, *, shards: Iterable[str] | None = None
+        self,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        shards: Iterable[str] | None = None,
+        without: Collection[int] = (),
     ) -> tuple[np.ndarray, np.ndarray]:
         """(similarities, image ids), each (N, k), best first; missing slots have id -1.
 
-        ``shards`` keeps the search to those collections (default: all of them)."""
+        ``shards`` keeps the search to those collections (default: all of them); references
+        ``without`` are passed over, as if removed (calibration's coins of a type it lacks)."""
         names = [n for n in (self.shards if shards is None else shards) if n in self._shards]
         size = sum(self._shards[n].ntotal - len(self._hidden[n]) for n in names)
+        size -= sum(1 for i in set(without) if self.shard_of.get(i) in names)
         n = len(vectors)
-        if size == 0:
+        if size <= 0:
             return np.full((n, 1), -1.0, np.float32), np.full((n, 1), -1, np.int64)
         k = max(1, min(k, size))
         queries = np.ascontiguousarray(vectors, dtype=np.float32)
-        found = [self._search_shard(name, queries, k) for name in names]
+        without = set(without)
+        found = [self._search_shard(name, queries, k, without) for name in names]
         similarities = np.concatenate([f[0] for f in found], axis=1)
         ids = np.concatenate([f[1] for f in found], axis=1)
         similarities = np.where(ids < 0, -np.inf, similarities)

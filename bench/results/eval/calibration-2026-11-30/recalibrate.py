@@ -15,31 +15,9 @@ from pathlib import Path
 from coinlens.catalog import Home
 from coinlens.identify import training
 from coinlens.identify.engine import current_model
-from coinlens.identify.evaluate import LabelledSet, evaluate, load_labelled
+from coinlens.identify.evaluate import evaluate, load_labelled
 
 DATA = Path(__file__).resolve().parents[4] / ".." / "shared" / "data"
-
-
-def only(labelled: LabelledSet, keep: set[str]) -> LabelledSet:
-    """The groups of ``labelled`` whose label is in ``keep``."""
-    out = LabelledSet()
-    for group, label in enumerate(labelled.labels):
-        if label not in keep:
-            continue
-        new = len(out.paths)
-        out.paths.append(labelled.paths[group])
-        out.labels.append(label)
-        out.shas.append(labelled.shas[group])
-        if group in labelled.keypoint_pictures:
-            out.keypoint_pictures[new] = labelled.keypoint_pictures[group]
-        for row, owner in enumerate(labelled.group_of_crop):
-            if owner == group:
-                out.crops.append(labelled.crops[row])
-                out.keypoint_crops.append(labelled.keypoint_crops[row])
-                out.rounds.append(labelled.rounds[row])
-                out.framed.append(labelled.framed[row])
-                out.group_of_crop.append(new)
-    return out
 
 
 TASKS = ("kaa", "studio", "nt")
@@ -73,7 +51,7 @@ def main(home_path: str, tasks: list[str]) -> None:
         elif task == "studio":
             references, queries = load_labelled(DATA / "euro-studio", size), kaa_test
         else:
-            references, queries = kaa_train, only(kaa_test, {"2c", "20c"})
+            references, queries = kaa_train, kaa_test.only({"2c", "20c"})
         for name, calibration in (("stored", stored), ("refitted", refitted)):
             model.calibration = calibration
             summary = evaluate(model, references, queries).summary
