@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from coinlens.catalog import Image as ImageRow
 from coinlens.catalog import Specimen, Suggestion
 from helpers import png_bomb
+from reviewable import sign_in
 
 
 def _counts(site) -> tuple[int, int, int, int]:
@@ -36,6 +37,9 @@ def test_identify_returns_suggestions_and_stores_nothing(site) -> None:
     assert response.status_code == 200, response.text
     result = response.json()
     assert result["stored"] is False and result["decision"] in {"auto_accept", "review"}
+    assert {"auto_accept": "at or above", "review": "below"}[result["decision"]] in (
+        result["decision_reason"]
+    )
     top = result["suggestions"][0]
     assert top["type"] == "2e" and 0 < top["score"] <= 1
     assert top["evidence"] and top["evidence"][0]["key"].startswith("images/")
@@ -93,6 +97,14 @@ def test_store_true_catalogues_a_backlog_coin_for_reviewers_only(site) -> None:
         assert specimen.decision == result["decision"]
         assert specimen.images[0].source == "upload:../../etc/passwd"  # a label, never a path
         assert specimen.images[0].key.startswith("images/")  # content-addressed
+    # why it went where it went, in the answer, the specimen's record and its page
+    wording = {"auto_accept": "at or above", "review": "below", "possible_new_type": "catalogue"}
+    assert wording[result["decision"]] in result["decision_reason"]
+    detail = site.client.get(f"/api/v1/specimens/{specimen.id}", headers=site.auth("rita")).json()
+    assert wording[result["decision"]] in detail["decision_reason"]
+    sign_in(site.client, "rita")
+    page = site.client.get(f"/specimens/{specimen.id}").text
+    assert 'id="decision-reason"' in page
     assert not [k for k in site.home.store.list() if "passwd" in k or ".." in k]
     again = site.client.post(
         "/api/v1/identify", files=photo, data={"store": "true"}, headers=site.auth("rita")

@@ -121,6 +121,7 @@ def test_identify_writes_suggestions_and_results(cli, trained, tmp_path: Path) -
     assert "0 coins identified (40 already done)" in again.stdout
     rows = list(csv.DictReader((tmp_path / "r.csv").open()))
     assert len(rows) == 40 and {"type_1", "score_1", "evidence_1", "decision"} <= set(rows[0])
+    assert all(row["decision_reason"] for row in rows)  # why each went where it went
 
 
 def test_eval_reports_numbers_and_pictures(cli, trained, tmp_path: Path) -> None:

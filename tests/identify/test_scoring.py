@@ -10,12 +10,14 @@ import pytest
 
 from coinlens.identify.scoring import (
     Calibration,
+    Suggestion,
     TopSuggestions,
     accept_threshold,
     coin_log_losses,
     combine_images,
     coverage_at_precision,
     decide,
+    explain,
     fit_calibration,
     fit_temperature,
     fit_type_floors,
@@ -226,6 +228,36 @@ def test_a_floor_refuses_even_the_closest_coin_of_its_type() -> None:
     as_new = TopSuggestions(np.array([1]), np.array([0.9]), np.ones(1), np.zeros(1, dtype=bool))
     floors = fit_type_floors(known, as_new, 0.5, 0.7, 0.98, 0.1)
     assert set(floors) == {1} and 0.9 < floors[1] < 0.9 + 1e-9
+
+
+def test_each_decision_says_why() -> None:
+    """A reviewer sees why a coin was not auto-accepted: too unsure, or sure but not as close to
+    its references as the type needs (the common floor, or a type that draws new-type coins)."""
+    gate = Calibration(
+        accept_threshold=0.9,
+        novelty_similarity=0.5,
+        familiar_similarity=0.7,
+        type_floors={2: 0.85},
+    )
+
+    def why(type_id: int, score: float, similarity: float) -> tuple[str, str]:
+        shown = [Suggestion(type_id, score, similarity, [])]
+        decision, reason = explain(shown, gate)
+        assert decision == decide(shown, gate)
+        return decision, reason
+
+    assert why(1, 0.95, 0.8) == ("auto_accept", why(1, 0.95, 0.8)[1])
+    assert "at or above the threshold 0.900 (for 98% precision)" in why(1, 0.95, 0.8)[1]
+    decision, reason = why(1, 0.6, 0.8)
+    assert decision == "review" and "confidence 0.600, below the auto-accept threshold" in reason
+    decision, reason = why(1, 0.95, 0.65)
+    assert decision == "review" and "95% of the held-out coins identified right" in reason
+    decision, reason = why(2, 0.95, 0.8)
+    assert decision == "review" and "below 0.850" in reason and "were drawn to this type" in reason
+    assert why(2, 0.95, 0.9)[0] == "auto_accept"
+    decision, reason = why(1, 0.99, 0.4)
+    assert decision == "possible_new_type" and "not in the catalogue" in reason
+    assert explain([], gate)[0] == "possible_new_type"
 
 
 def test_far_from_everything_is_a_possible_new_type() -> None:

@@ -32,6 +32,7 @@ from coinlens.identify.engine import (
     load_crops,
     ref_views,
 )
+from coinlens.identify.scoring import explain
 from coinlens.ingest import IngestItem
 from coinlens.storage import atomic_open
 
@@ -163,7 +164,14 @@ def identify_specimens(
                     summarise(session.get(Specimen, specimen_id), suggestions, decision)
                     if not suggestions:
                         continue
+                    reason = explain(suggestions, matcher.calibration)[1]
                     for rank_number, suggestion in enumerate(suggestions, start=1):
+                        evidence = {
+                            "images": suggestion.evidence,
+                            "similarity": round(suggestion.similarity, 6),
+                        }
+                        if rank_number == 1:  # why the decision: for the reviewer
+                            evidence["reason"] = reason
                         session.add(
                             Suggestion(
                                 specimen_id=specimen_id,
@@ -171,10 +179,7 @@ def identify_specimens(
                                 rank=rank_number,
                                 type_id=suggestion.type_id,
                                 score=round(suggestion.score, 6),
-                                evidence={
-                                    "images": suggestion.evidence,
-                                    "similarity": round(suggestion.similarity, 6),
-                                },
+                                evidence=evidence,
                                 decision=decision,
                             )
                         )
@@ -242,6 +247,7 @@ def suggestion_records(
                 "accession": specimen.accession,
                 "specimen_id": specimen_id,
                 "decision": ranked[0].decision if ranked else "possible_new_type",
+                "decision_reason": (ranked[0].evidence or {}).get("reason") if ranked else None,
                 "suggestions": [
                     {
                         "rank": s.rank,
@@ -264,13 +270,13 @@ def write_results(path: Path, records: Iterator[dict[str, Any]], top_k: int) -> 
     count = 0
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
         if path.suffix.lower() == ".csv":
-            columns = ["source", "accession", "specimen_id", "decision"]
+            columns = ["source", "accession", "specimen_id", "decision", "decision_reason"]
             for k in range(1, top_k + 1):
                 columns += [f"type_{k}", f"score_{k}", f"evidence_{k}"]
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             for record in records:
-                row = {c: record.get(c) for c in columns[:4]}
+                row = {c: record.get(c) for c in columns[:5]}
                 for s in record["suggestions"][:top_k]:
                     row[f"type_{s['rank']}"] = s["type"]
                     row[f"score_{s['rank']}"] = f"{s['score']:.4f}"

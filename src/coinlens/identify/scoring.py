@@ -340,19 +340,49 @@ def ranked_confidences(top_confidence: float, values: np.ndarray, temperature: f
     return np.minimum.accumulate(np.r_[top_confidence, (1.0 - top_confidence) * shares])
 
 
-def decide(suggestions: list[Suggestion], calibration: Calibration) -> str:
-    """``possible_new_type`` below the novelty floor; ``auto_accept`` at or above the threshold
-    for a coin as close to its references as nearly all held-out coins identified right
-    (``familiar_similarity``), or closer where its type draws coins of types the catalogue
-    lacks (``Calibration.floor``); else ``review``."""
-    if not suggestions or suggestions[0].similarity < calibration.novelty_similarity:
-        return "possible_new_type"
+def explain(suggestions: Sequence[Suggestion], calibration: Calibration) -> tuple[str, str]:
+    """The decision and why, in a sentence for the reviewer: ``possible_new_type`` below the
+    novelty floor; ``auto_accept`` at or above the threshold for a coin as close to its
+    references as nearly all held-out coins identified right (``familiar_similarity``), or
+    closer where its type draws coins of types the catalogue lacks (``Calibration.floor``);
+    else ``review``."""
+    if not suggestions:
+        return "possible_new_type", "no reference to compare it with"
     top = suggestions[0]
-    if top.score >= calibration.accept_threshold and top.similarity >= calibration.floor(
-        top.type_id
-    ):
-        return "auto_accept"
-    return "review"
+    similarity, confidence = top.similarity, top.score
+    if similarity < calibration.novelty_similarity:
+        return "possible_new_type", (
+            f"similarity {similarity:.3f} to the nearest references, below the "
+            f"{calibration.novelty_similarity:.3f} that {1 - NOVELTY_QUANTILE:.0%} of the "
+            "held-out coins identified right reach: possibly a type not in the catalogue"
+        )
+    if confidence < calibration.accept_threshold:
+        return "review", (
+            f"confidence {confidence:.3f}, below the auto-accept threshold "
+            f"{min(calibration.accept_threshold, 1.0):.3f}"
+        )
+    floor = calibration.floor(top.type_id)
+    if similarity < floor:
+        why = (
+            "held-out coins of other types, matched as if their own type were missing, were "
+            "drawn to this type"
+            if top.type_id in calibration.type_floors
+            else f"{1 - FAMILIAR_QUANTILE:.0%} of the held-out coins identified right reach it"
+        )
+        return "review", (
+            f"confident, but similarity {similarity:.3f} to the nearest references is below "
+            f"{floor:.3f}, which a coin needs to be auto-accepted as this type: {why}"
+        )
+    return "auto_accept", (
+        f"confidence {confidence:.3f}, at or above the threshold "
+        f"{calibration.accept_threshold:.3f} (for {calibration.target_precision:.0%} precision), "
+        f"and similarity {similarity:.3f}, at or above {floor:.3f}"
+    )
+
+
+def decide(suggestions: Sequence[Suggestion], calibration: Calibration) -> str:
+    """``possible_new_type``, ``auto_accept`` or ``review`` (``explain`` says why)."""
+    return explain(suggestions, calibration)[0]
 
 
 # Weight, in coins, of the prior each step of the isotonic map is shrunk towards: the held-out

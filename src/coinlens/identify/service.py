@@ -31,7 +31,7 @@ from coinlens.identify.engine import (
     type_references,
     with_collections,
 )
-from coinlens.identify.scoring import Suggestion
+from coinlens.identify.scoring import Suggestion, explain
 from coinlens.identify.verify import decode_views, keypoint_photo
 from coinlens.index import ReferenceIndex
 from coinlens.model.transforms import crop_to_array
@@ -201,6 +201,7 @@ class Identifier:
         return {
             "model_version": self.model.version.id,
             "decision": decision,
+            "decision_reason": explain(suggestions, self.model.calibration)[1],
             "suggestions": [
                 {
                     "rank": number,

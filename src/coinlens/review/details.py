@@ -107,6 +107,8 @@ def specimen_detail(session: Session, specimen_id: int) -> dict[str, Any] | None
         }
         for s in suggestions
     ]
+    # why the decision (``scoring.explain``), kept with the top suggestion when it was made
+    out["decision_reason"] = (suggestions[0].evidence or {}).get("reason") if suggestions else None
     out["history"] = history(session, specimen_id)
     return out
 

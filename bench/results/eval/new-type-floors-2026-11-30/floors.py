@@ -1,13 +1,13 @@
 """Refit a trained home's calibration at several new-type shares and evaluate each.
 
-    python floors.py HOME TASK SHARES      TASK: nt | kaa; SHARES: e.g. 0,0.1,0.2
+    python floors.py HOME TASK SHARES      TASK: nt | kaa | studio; SHARES: e.g. 0,0.1,0.2
 
 The held-out split, embeddings, re-lit coins and every scoring weight are computed as
 ``coinlens train`` does (``coinlens.identify.training.calibrate``, with ``new_type_share``);
 each calibration is scored with the same ``evaluate`` as ``coinlens eval``, references kaa
 ``train/`` (``nt``: without 2c and 20c, the types the new-type models never saw) and queries all
-of kaa ``test/``; with ``nt`` the 2c and 20c queries are the ``unknown`` ones. One JSON line per
-share. Reads ``../shared/data`` (euro-kaa).
+of kaa ``test/``; with ``nt`` the 2c and 20c queries are the ``unknown`` ones; ``studio``:
+references all of euro-studio instead. One JSON line per share. Reads ``../shared/data``.
 """
 
 import json
@@ -33,7 +33,8 @@ def main(home_path: str, task: str, shares: list[float]) -> None:
     index = training.build_index(train, training.embed_refs(home, embedder, train))
     vectors, cues = training.embed_refs(home, embedder, heldout)
     relit = training.relit_coins(home.store, heldout, embedder.input_size, embedder)
-    references = load_labelled(DATA / "euro-kaa" / "train", embedder.input_size)
+    folder = DATA / "euro-studio" if task == "studio" else DATA / "euro-kaa" / "train"
+    references = load_labelled(folder, embedder.input_size)
     if task == "nt":
         references = references.only(KNOWN)
     queries = load_labelled(DATA / "euro-kaa" / "test", embedder.input_size)
@@ -76,6 +77,6 @@ def main(home_path: str, task: str, shares: list[float]) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[2] not in ("nt", "kaa"):
-        sys.exit("usage: floors.py HOME nt|kaa SHARES (comma-separated, e.g. 0,0.1,0.2)")
+    if len(sys.argv) != 4 or sys.argv[2] not in ("nt", "kaa", "studio"):
+        sys.exit("usage: floors.py HOME nt|kaa|studio SHARES (comma-separated, e.g. 0,0.1,0.2)")
     main(sys.argv[1], sys.argv[2], [float(x) for x in sys.argv[3].split(",")])
