@@ -258,6 +258,10 @@ def test_each_decision_says_why() -> None:
     decision, reason = why(1, 0.99, 0.4)
     assert decision == "possible_new_type" and "not in the catalogue" in reason
     assert explain([], gate)[0] == "possible_new_type"
+    # never "0.999, below 0.999": as many decimals as tell them apart
+    strict = replace(gate, accept_threshold=0.99896)
+    reason = explain([Suggestion(1, 0.99851, 0.8, [])], strict)[1]
+    assert "confidence 0.9985, below the auto-accept threshold 0.9990" in reason
 
 
 def test_far_from_everything_is_a_possible_new_type() -> None:

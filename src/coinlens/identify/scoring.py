@@ -340,6 +340,15 @@ def ranked_confidences(top_confidence: float, values: np.ndarray, temperature: f
     return np.minimum.accumulate(np.r_[top_confidence, (1.0 - top_confidence) * shares])
 
 
+def _apart(value: float, bound: float) -> tuple[str, str]:
+    """Two numbers printed with enough decimals (3 to 6) that they do not read as equal."""
+    for places in range(3, 7):
+        shown = f"{value:.{places}f}", f"{bound:.{places}f}"
+        if shown[0] != shown[1]:
+            break
+    return shown
+
+
 def explain(suggestions: Sequence[Suggestion], calibration: Calibration) -> tuple[str, str]:
     """The decision and why, in a sentence for the reviewer: ``possible_new_type`` below the
     novelty floor; ``auto_accept`` at or above the threshold for a coin as close to its
@@ -351,16 +360,15 @@ def explain(suggestions: Sequence[Suggestion], calibration: Calibration) -> tupl
     top = suggestions[0]
     similarity, confidence = top.similarity, top.score
     if similarity < calibration.novelty_similarity:
+        shown, bound = _apart(similarity, calibration.novelty_similarity)
         return "possible_new_type", (
-            f"similarity {similarity:.3f} to the nearest references, below the "
-            f"{calibration.novelty_similarity:.3f} that {1 - NOVELTY_QUANTILE:.0%} of the "
-            "held-out coins identified right reach: possibly a type not in the catalogue"
+            f"similarity {shown} to the nearest references, below the {bound} that "
+            f"{1 - NOVELTY_QUANTILE:.0%} of the held-out coins identified right reach: possibly "
+            "a type not in the catalogue"
         )
     if confidence < calibration.accept_threshold:
-        return "review", (
-            f"confidence {confidence:.3f}, below the auto-accept threshold "
-            f"{min(calibration.accept_threshold, 1.0):.3f}"
-        )
+        shown, bound = _apart(confidence, min(calibration.accept_threshold, 1.0))
+        return "review", f"confidence {shown}, below the auto-accept threshold {bound}"
     floor = calibration.floor(top.type_id)
     if similarity < floor:
         why = (
@@ -369,9 +377,10 @@ def explain(suggestions: Sequence[Suggestion], calibration: Calibration) -> tupl
             if top.type_id in calibration.type_floors
             else f"{1 - FAMILIAR_QUANTILE:.0%} of the held-out coins identified right reach it"
         )
+        shown, bound = _apart(similarity, floor)
         return "review", (
-            f"confident, but similarity {similarity:.3f} to the nearest references is below "
-            f"{floor:.3f}, which a coin needs to be auto-accepted as this type: {why}"
+            f"confident, but similarity {shown} to the nearest references is below {bound}, "
+            f"which a coin needs to be auto-accepted as this type: {why}"
         )
     return "auto_accept", (
         f"confidence {confidence:.3f}, at or above the threshold "
