@@ -503,19 +503,33 @@ def fit_temperature(
     return min(fits, key=lambda fit: fit[1])
 
 
+def best_types(
+    candidate_scores: Sequence[Mapping[int, float]], temperature: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per coin: its best type as ``rank`` puts it first (-1 for a coin with no candidate), that
+    type's log-odds at ``temperature`` (-inf) and its score (nan)."""
+    type_ids, odds, best_scores = [], [], []
+    for scores in candidate_scores:
+        if not scores:
+            type_ids.append(-1)
+            odds.append(-np.inf)
+            best_scores.append(np.nan)
+            continue
+        values = np.array(list(scores.values()))
+        best = int(np.argmax(values))
+        type_ids.append(list(scores)[best])
+        odds.append(float(log_odds(values, temperature)[best]))
+        best_scores.append(float(values[best]))
+    return np.array(type_ids, dtype=np.int64), np.array(odds), np.array(best_scores)
+
+
 def top_log_odds(
     candidate_scores: list[dict[int, float]], true_types: list[int], temperature: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per coin: the log-odds of its best type at ``temperature``, whether that type is the
     true one, and its score."""
-    odds, correct, best_scores = [], [], []
-    for scores, truth in zip(candidate_scores, true_types, strict=True):
-        values = np.array(list(scores.values()))
-        best = int(np.argmax(values))
-        odds.append(float(log_odds(values, temperature)[best]))
-        correct.append(list(scores)[best] == truth)
-        best_scores.append(float(values[best]))
-    return np.array(odds), np.array(correct, dtype=bool), np.array(best_scores)
+    type_ids, odds, best_scores = best_types(candidate_scores, temperature)
+    return odds, type_ids == np.asarray(true_types, dtype=np.int64), best_scores
 
 
 def ranking_auc(values: np.ndarray, correct: np.ndarray) -> float:
@@ -618,34 +632,21 @@ class TopSuggestions(NamedTuple):
     correct: np.ndarray  # all false for coins matched as if their type were missing
 
 
-def top_suggestions(
+def wrong_top_suggestions(
     calibration: Calibration,
     candidate_scores: Sequence[Mapping[int, float]],
     similarities: Sequence[float],
-    true_types: Sequence[int] | None = None,
 ) -> TopSuggestions:
-    """Each coin's best type as ``rank`` would put it first, with its calibrated confidence
-    (0 for a coin with no candidate) and whether it is the true type (never, without them)."""
-    type_ids, confidences, correct = [], [], []
-    for g, scores in enumerate(candidate_scores):
-        if not scores:
-            type_ids.append(-1)
-            confidences.append(0.0)
-            correct.append(False)
-            continue
-        values = np.array(list(scores.values()))
-        best = int(np.argmax(values))
-        odds = log_odds(values, calibration.temperature)[best]
-        certainty = calibration.certainty(odds, similarities[g])
-        type_ids.append(list(scores)[best])
-        confidences.append(float(calibration.confidence(certainty)))
-        correct.append(true_types is not None and type_ids[-1] == true_types[g])
-    return TopSuggestions(
-        np.array(type_ids, dtype=np.int64),
-        np.asarray(similarities, dtype=float),
-        np.array(confidences),
-        np.array(correct, dtype=bool),
+    """The top suggestions of coins matched as if their type were missing (so never right),
+    with calibrated confidences (0 for a coin with no candidate)."""
+    type_ids, odds, _ = best_types(candidate_scores, calibration.temperature)
+    similarities = np.asarray(similarities, dtype=float)
+    known = type_ids >= 0
+    confidences = np.zeros(len(type_ids))
+    confidences[known] = calibration.confidence(
+        calibration.certainty(odds[known], similarities[known])
     )
+    return TopSuggestions(type_ids, similarities, confidences, np.zeros(len(type_ids), bool))
 
 
 def fit_type_floors(
@@ -729,7 +730,8 @@ def fit_calibration(
     if n == 0:
         return Calibration(target_precision=target_precision, **scoring)
     best_t, _ = fit_temperature(candidate_scores, true_types)
-    top_odds, correct, top_similarity = top_log_odds(candidate_scores, true_types, best_t)
+    top_types, top_odds, top_similarity = best_types(candidate_scores, best_t)
+    correct = top_types == np.asarray(true_types, dtype=np.int64)
     similarity_arr = np.array(top_similarities or top_similarity)
     certainty = base.certainty(top_odds, similarity_arr)
     correct_arr = correct.astype(float)
@@ -754,8 +756,8 @@ def fit_calibration(
         calibration.familiar_similarity = float(np.quantile(right, FAMILIAR_QUANTILE))
     calibration.new_type_share = new_type_share
     if len(as_new_scores):
-        known = top_suggestions(calibration, candidate_scores, similarity_arr, true_types)
-        as_new = top_suggestions(calibration, as_new_scores, as_new_similarities)
+        known = TopSuggestions(top_types, similarity_arr, confidence, correct)
+        as_new = wrong_top_suggestions(calibration, as_new_scores, as_new_similarities)
         calibration.type_floors = fit_type_floors(
             known,
             as_new,
