@@ -82,3 +82,15 @@ def test_sample_is_small_and_licensed() -> None:
     size = sum(p.stat().st_size for p in SAMPLE.rglob("*") if p.is_file())
     assert size < 15 * 1024 * 1024
     assert "MIT License" in (SAMPLE / "LICENSE").read_text()
+
+
+def test_help_shows_defaults_and_extras_in_square_brackets() -> None:
+    """Rich reads "[...]" in help text as markup and drops it unless escaped."""
+    env = {**os.environ, "COLUMNS": "250"}
+    run = [str(COINLENS), "ingest", "--help"]
+    ingest = subprocess.run(run, capture_output=True, text=True, env=env).stdout
+    for shown in ("[default: ./coinlens-data]", "[default: folder name]", "pip install .[ray]"):
+        assert shown in ingest
+    run = [str(COINLENS), "export", "--help"]
+    export = subprocess.run(run, capture_output=True, text=True, env=env).stdout
+    assert "s3://bucket/prefix[/file]" in export

@@ -201,13 +201,13 @@ def ingest(
         str | None,
         typer.Option(
             "--status",
-            help="catalogued or backlog [default: catalogued where a type label is known].",
+            help="catalogued or backlog \\[default: catalogued where a type label is known].",
             show_default=False,
         ),
     ] = None,
     batch: Annotated[
         str | None,
-        typer.Option("--batch", help="Batch name for the review queue [default: folder name]."),
+        typer.Option("--batch", help="Batch name for the review queue \\[default: folder name]."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     engine: EngineOption = "local",

@@ -35,7 +35,7 @@ HomeOption = Annotated[
     typer.Option(
         "--home",
         envvar="COINLENS_HOME",
-        help="Folder for settings, SQLite catalogue and local store [default: ./coinlens-data].",
+        help="Folder for settings, SQLite catalogue and local store \\[default: ./coinlens-data].",
         show_default=False,
     ),
 ]
@@ -45,13 +45,13 @@ EngineOption = Annotated[
     str,
     typer.Option(
         "--engine",
-        help="local, or ray (localisation and embedding on a Ray cluster: pip install .[ray]).",
+        help="local, or ray (localisation and embedding on a Ray cluster: pip install .\\[ray]).",
     ),
 ]
 AddressOption = Annotated[
     str | None,
     typer.Option(
-        "--address", help="Ray cluster address (ray://host:10001) [default: start a local Ray]."
+        "--address", help="Ray cluster address (ray://host:10001) \\[default: start a local Ray]."
     ),
 ]
 

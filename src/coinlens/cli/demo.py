@@ -35,7 +35,9 @@ def demo(
     home: HomeOption = None,
     sample: Annotated[
         Path | None,
-        typer.Option("--sample", help="Sample folder [default: the bundled examples/euro-coins]."),
+        typer.Option(
+            "--sample", help="Sample folder \\[default: the bundled examples/euro-coins]."
+        ),
     ] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training passes.")] = DEMO_EPOCHS,
 ) -> None:

@@ -77,7 +77,7 @@ def token_create(
     home: HomeOption = None,
     label: Annotated[str | None, typer.Option(help="What the token is for.")] = None,
     days: Annotated[
-        int | None, typer.Option(min=1, help="Expire after this many days [default: never].")
+        int | None, typer.Option(min=1, help="Expire after this many days \\[default: never].")
     ] = None,
 ) -> None:
     """Create an API token (printed once; only its hash is kept)."""
@@ -98,7 +98,7 @@ def export(
         str,
         typer.Option(
             "--out",
-            help="File to write (a folder for iiif), or s3://bucket/prefix[/file].",
+            help="File to write (a folder for iiif), or s3://bucket/prefix\\[/file].",
             show_default=False,
         ),
     ],
@@ -108,7 +108,7 @@ def export(
     ] = "catalogued",
     base_url: Annotated[
         str | None,
-        typer.Option("--base-url", help="Public address of the server [default: public_url]."),
+        typer.Option("--base-url", help="Public address of the server \\[default: public_url]."),
     ] = None,
 ) -> None:
     """Export catalogue records: CSV, Nomisma JSON-LD, or IIIF Presentation 3 manifests."""
