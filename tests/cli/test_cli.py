@@ -94,3 +94,19 @@ def test_help_shows_defaults_and_extras_in_square_brackets() -> None:
     run = [str(COINLENS), "export", "--help"]
     export = subprocess.run(run, capture_output=True, text=True, env=env).stdout
     assert "s3://bucket/prefix[/file]" in export
+
+
+def test_names_with_square_brackets_print_as_they_are(
+    cli, home: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """A folder or file name is never read as console markup (rich would drop "[draft]")."""
+    folder = tmp_path / "batch [draft]"
+    folder.mkdir()
+    photo = next((SAMPLE / "backlog").rglob("*.jpg"))
+    (folder / "coin [old].jpg").write_bytes(photo.read_bytes())
+    (folder / "broken [copy].jpg").write_bytes(b"not a picture")
+    monkeypatch.chdir(tmp_path)  # the summary's title names the folder as given
+    ingest = cli("ingest", "batch [draft]", "--home", home, "--status", "backlog")
+    assert "batch [draft]" in ingest.stdout
+    assert "broken [copy].jpg" in ingest.stderr
+    assert cli("status", "--home", home, "--json").stdout.count('"backlog": 1') == 1

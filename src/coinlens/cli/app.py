@@ -137,8 +137,6 @@ def run_ingest(
             failed += 1
             progress.console.print(
                 f"coinlens: error: {outcome.item.origin}: {outcome.message}",
-                markup=False,
-                highlight=False,
             )
         elapsed = progress.tasks[task].elapsed or 0.0
         done = progress.tasks[task].completed + 1
@@ -159,9 +157,9 @@ def run_ingest(
             preparation=preparation,
         )
     for note in report.notes[:20]:
-        err.print(f"coinlens: note: {note}", markup=False)
+        err.print(f"coinlens: note: {note}")
     if len(report.notes) > 20:
-        err.print(f"coinlens: note: ... and {len(report.notes) - 20} more notes", markup=False)
+        err.print(f"coinlens: note: ... and {len(report.notes) - 20} more notes")
     return report
 
 

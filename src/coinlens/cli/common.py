@@ -27,8 +27,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# No markup: paths, file names and type names are printed as they are ("coin [old].jpg" kept,
+# "[/x]" no crash); the progress bars' own columns still style themselves.
+out = Console(markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 HomeOption = Annotated[
     Path | None,
@@ -85,7 +87,7 @@ def open_home(home: Path | None) -> Home:
 
 
 def print_error(message: str) -> None:
-    err.print(f"coinlens: error: {message}", markup=False)
+    err.print(f"coinlens: error: {message}")
 
 
 def ingest_progress() -> Progress:

@@ -21,6 +21,7 @@ from coinlens.cli.common import (
     fail,
     open_home,
     out,
+    print_error,
     ray_preparation,
     stage_progress,
 )
@@ -210,7 +211,7 @@ def run_identify(
     if not scan.items:
         fail(f"{path}: no images found", 2)
     for problem in scan.problems:
-        err.print(f"coinlens: error: {problem}", markup=False)
+        print_error(str(problem))
     embed_for: Any = None
     if engine == "ray":
         from coinlens.identify.distributed import RayEmbedding
@@ -233,7 +234,7 @@ def run_identify(
             preparation=preparation,
         )
         for problem in report.problems[len(scan.problems) :]:
-            progress.console.print(f"coinlens: error: {problem}", markup=False)
+            progress.console.print(f"coinlens: error: {problem}")
         index_task = progress.add_task("index references", total=None, note="")
         try:
             model, matcher = Identifier(home).ready(
@@ -368,7 +369,7 @@ def run_eval(
         result = evaluate(model, ref_set, query_set, verify=verify)
         progress.update(task, total=1, completed=1)
     for problem in ref_set.problems + (query_set.problems if query_set else []):
-        err.print(f"coinlens: error: {problem}", markup=False)
+        print_error(str(problem))
     if json_path is not None:
         folder, stem = json_path.parent, json_path.stem
     else:
