@@ -143,6 +143,12 @@ def test_eval_reports_numbers_and_pictures(cli, trained, tmp_path: Path) -> None
     assert png.startswith(b"\x89PNG")
     html = (tmp_path / "report" / "eval.mistakes.html").read_text()
     assert "Most confident mistakes" in html and "data:image/jpeg;base64" in html
+    per_type = summary["per_type"]  # each type's own numbers, also on the page
+    assert {row["type"] for row in per_type} == set(TYPES) and "Per type, weakest first" in html
+    assert sum(row["queries"] for row in per_type) == 40
+    found = sum(row["top1"] * row["queries"] for row in per_type)
+    assert abs(found / 40 - summary["top1"]) < 1e-3
+    assert "weakest types" in result.stdout  # top-1 below 1: some types went wrong
     errors = summary["calibration_error"]
     assert set(errors) == {"top", "runner_ups"}
     assert all(0 <= error <= 1 for error in errors.values())

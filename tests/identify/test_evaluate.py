@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coinlens.identify.evaluate import LabelledSet
+from coinlens.identify.evaluate import LabelledSet, per_type_report
 
 
 def test_a_labelled_set_keeps_only_some_types_with_all_their_crops() -> None:
@@ -32,3 +32,31 @@ def test_a_labelled_set_keeps_only_some_types_with_all_their_crops() -> None:
     assert kept.rounds == [True, True, False, True] and kept.framed == [True, True, True, False]
     assert kept.keypoint_pictures == {0: b"picture0", 1: b"picture2", 2: b"picture3"}
     assert labelled.only(set()).paths == [] and len(labelled.crops) == 6  # the source untouched
+
+
+def test_each_type_has_its_own_numbers_weakest_first() -> None:
+    names = ["10c", "20c", "50c"]
+    truths = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    suggested = np.array([0, 0, 1, 2, 1, 1, 2, -1])  # the last query got no suggestion at all
+    in_top5 = np.array([1, 1, 1, 0, 1, 1, 1, 0], dtype=bool)
+    accepted = np.array([1, 0, 1, 0, 1, 0, 1, 0], dtype=bool)
+    report = per_type_report(names, truths, suggested, in_top5, accepted)
+    by_type = {row["type"]: row for row in report}
+    # weakest first: top-1 0.5 (precision 0.5), 0.5 (precision 1.0), 1.0
+    assert [row["type"] for row in report] == ["50c", "10c", "20c"]
+    assert by_type["10c"] == {
+        "type": "10c",
+        "queries": 4,
+        "top1": 0.5,
+        "top5": 0.75,
+        "suggested": 2,
+        "precision": 1.0,
+        "auto_accepted": 1,
+        "auto_accept_precision": 1.0,
+        "mistaken_for": {"20c": 1, "50c": 1},
+    }
+    # a 10 cent coin auto-accepted as 20 cent: 20 cent's accepted suggestions are half right
+    assert by_type["20c"]["precision"] == 0.6667
+    assert by_type["20c"]["auto_accept_precision"] == 0.5
+    assert by_type["50c"]["mistaken_for"] == {}  # no suggestion is no type
+    assert sum(row["queries"] for row in report) == len(truths)

@@ -405,6 +405,42 @@ def print_eval(summary: dict[str, Any]) -> None:
         flat[f"types not in the references ({unknown['n']}): flagged new"] = unknown["flagged_new"]
         flat["  ... of those auto-accepted (as a wrong type)"] = unknown["auto_accepted"]
     _print_mapping("evaluation", flat)
+    print_weak_types(summary["per_type"])
+
+
+WEAK_TYPES_SHOWN = 10
+
+
+def print_weak_types(per_type: list[dict[str, Any]]) -> None:
+    """The types whose coins went wrong, weakest first: where more reference photos would help."""
+    weak = [row for row in per_type if row["top1"] != 1.0 or row["precision"] not in (1.0, None)]
+    if not weak:
+        return
+    shown = min(len(weak), WEAK_TYPES_SHOWN)
+    table = Table(
+        title=f"weakest types ({shown} of the {len(weak)} with mistakes)",
+        caption="top-1: the type's coins found; precision: coins suggested as the type that "
+        "were right; right: the same for those auto-accepted",
+    )
+    for column in ("type", "coins", "top-1", "precision", "auto-accepted", "right"):
+        table.add_column(column, no_wrap=column != "type")
+    table.add_column("went to")
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    for row in weak[:shown]:
+        went_to = ", ".join(f"{name} {count}" for name, count in row["mistaken_for"].items())
+        table.add_row(
+            row["type"],
+            str(row["queries"]),
+            share(row["top1"]),
+            share(row["precision"]),
+            str(row["auto_accepted"]),
+            share(row["auto_accept_precision"]),
+            went_to or "-",
+        )
+    out.print(table)
 
 
 @app.command(name="eval")

@@ -196,6 +196,61 @@ def unknown_type_decisions(decisions: list[str]) -> dict[str, float] | None:
     }
 
 
+def _share(hits: np.ndarray) -> float | None:
+    return round(float(hits.mean()), 4) if len(hits) else None
+
+
+def per_type_report(
+    names: list[str],
+    truths: np.ndarray,
+    suggested: np.ndarray,
+    in_top5: np.ndarray,
+    accepted: np.ndarray,
+) -> list[dict[str, Any]]:
+    """Each type's own numbers, weakest first: a collection's overall top-1 hides which types
+    need more or better reference photos, and which suggestions a curator should not trust.
+
+    ``truths`` and ``suggested`` are type ids per query (``suggested`` -1 where nothing was),
+    ``in_top5`` and ``accepted`` flags per query. A type's ``top1`` is its coins found (recall),
+    ``precision`` the share right of the coins suggested as it, ``auto_accept_precision`` the same
+    for the coins auto-accepted as it; ``mistaken_for`` the types its coins went to most.
+    """
+    report = []
+    for type_id in sorted(set(truths.tolist()) | set(suggested[suggested >= 0].tolist())):
+        mine, as_it = truths == type_id, suggested == type_id
+        wrong = suggested[mine & ~as_it]
+        others, counts = np.unique(wrong[wrong >= 0], return_counts=True)
+        report.append(
+            {
+                "type": names[type_id],
+                "queries": int(mine.sum()),
+                "top1": _share(as_it[mine]),
+                "top5": _share(in_top5[mine]),
+                "suggested": int(as_it.sum()),
+                "precision": _share(mine[as_it]),
+                "auto_accepted": int((as_it & accepted).sum()),
+                "auto_accept_precision": _share(mine[as_it & accepted]),
+                "mistaken_for": {
+                    names[other]: int(count)
+                    for count, other in sorted(
+                        zip(counts, others, strict=True), key=lambda pair: (-pair[0], pair[1])
+                    )[:3]
+                },
+            }
+        )
+
+    def weakness(row: dict[str, Any]) -> tuple[float, float, int, str]:
+        top1, precision = row["top1"], row["precision"]
+        return (
+            2.0 if top1 is None else top1,
+            2.0 if precision is None else precision,
+            -row["queries"],
+            row["type"],
+        )
+
+    return sorted(report, key=weakness)
+
+
 def calibration_error(bins: list[dict[str, float]]) -> float | None:
     """Expected calibration error: the count-weighted gap between confidence and share right."""
     total = sum(b["count"] for b in bins)
@@ -285,6 +340,7 @@ def evaluate(
             scores.append(s.score)
             right.append(s.type_id == t)
     reliability = {group: reliability_bins(*values) for group, values in shown.items()}
+    suggested = np.array([r[0][0].type_id if r[0] else -1 for r in results], dtype=int)
     confusion = np.zeros((len(names), len(names)), dtype=int)
     for r, t in zip(results, truths, strict=True):
         if r[0]:
@@ -314,6 +370,7 @@ def evaluate(
         "backbone": model.version.backbone,
         "n_references": len(references.crops),
         "problems": len(references.problems) + (0 if leave_one_out else len(queries.problems)),
+        "per_type": per_type_report(names, np.array(truths, dtype=int), suggested, top5, accepted),
     }
     wrong = [i for i in np.argsort(-confidence) if not top1[i]][:40]
     mistakes = []
@@ -443,14 +500,38 @@ def mistakes_html(result: EvalResult, path: Path) -> None:
             )
         rows.append(f"<tr><td>{e(mistake['decision'])}</td>{''.join(cells)}</tr>")
     summary = result.summary
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    types = "".join(
+        f"<tr><td>{e(row['type'])}</td><td>{row['queries']}</td><td>{share(row['top1'])}</td>"
+        f"<td>{share(row['top5'])}</td><td>{row['suggested']}</td>"
+        f"<td>{share(row['precision'])}</td><td>{row['auto_accepted']}</td>"
+        f"<td>{share(row['auto_accept_precision'])}</td><td>"
+        + e(", ".join(f"{name} {count}" for name, count in row["mistaken_for"].items()))
+        + "</td></tr>"
+        for row in summary.get("per_type", [])
+    )
     page = f"""<!doctype html><html lang="en"><meta charset="utf-8">
-<title>coinlens eval: worst mistakes</title>
+<title>coinlens eval: types and worst mistakes</title>
 <style>body{{font-family:sans-serif;margin:1.5em}} td{{vertical-align:top;padding:6px;
-border-bottom:1px solid #ddd}} img{{margin:2px;border-radius:4px}}</style>
-<h1>Most confident mistakes</h1>
+border-bottom:1px solid #ddd}} img{{margin:2px;border-radius:4px}}
+.types td,.types th{{padding:3px 8px;text-align:right}} .types td:first-child{{text-align:left}}
+</style>
+<h1>coinlens eval</h1>
 <p>{summary["n_queries"]} queries &middot; top-1 {summary["top1"]:.3f} &middot; top-5
 {summary["top5"]:.3f} &middot; coverage at 98% precision
 {summary["coverage_at_precision"]["0.98"]:.3f} &middot; model version {summary["model_version"]}
-</p><table><tr><th>decision</th><th>query</th><th>1st suggestion</th><th>2nd</th><th>3rd</th>
-</tr>{"".join(rows) or "<tr><td>no mistakes</td></tr>"}</table></html>"""
+</p>
+<h2>Most confident mistakes</h2>
+<table><tr><th>decision</th><th>query</th><th>1st suggestion</th><th>2nd</th><th>3rd</th>
+</tr>{"".join(rows) or "<tr><td>no mistakes</td></tr>"}</table>
+<h2 id="types">Per type, weakest first</h2>
+<p>top-1: the share of the type's coins it was the first suggestion for; precision: the share
+right of the coins suggested as the type; auto-accepted: coins accepted as the type without
+review, and the share of those right.</p>
+<table class="types"><tr><th>type</th><th>queries</th><th>top-1</th><th>top-5</th>
+<th>suggested</th><th>precision</th><th>auto-accepted</th><th>right</th><th>went to</th></tr>
+{types}</table></html>"""
     atomic_write(path, page)
