@@ -102,8 +102,8 @@ def run_train(
 def _print_mapping(title: str, mapping: dict[str, Any]) -> None:
     table = Table(title=title, show_header=False)
     for key, value in mapping.items():
-        if isinstance(value, float):
-            value = f"{value:.4f}"
+        if isinstance(value, float):  # shares to four places; seconds and rates to one
+            value = f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
         table.add_row(key.replace("_", " "), "-" if value is None else str(value))
     out.print(table)
 
