@@ -413,6 +413,8 @@ WEAK_TYPES_SHOWN = 10
 
 def print_weak_types(per_type: list[dict[str, Any]]) -> None:
     """The types whose coins went wrong, weakest first: where more reference photos would help."""
+    from coinlens.identify.evaluate import share_text, went_to_text
+
     weak = [row for row in per_type if row["top1"] != 1.0 or row["precision"] not in (1.0, None)]
     if not weak:
         return
@@ -425,20 +427,15 @@ def print_weak_types(per_type: list[dict[str, Any]]) -> None:
     for column in ("type", "coins", "top-1", "precision", "auto-accepted", "right"):
         table.add_column(column, no_wrap=column != "type")
     table.add_column("went to")
-
-    def share(value: float | None) -> str:
-        return "-" if value is None else f"{value:.3f}"
-
     for row in weak[:shown]:
-        went_to = ", ".join(f"{name} {count}" for name, count in row["mistaken_for"].items())
         table.add_row(
             row["type"],
             str(row["queries"]),
-            share(row["top1"]),
-            share(row["precision"]),
+            share_text(row["top1"]),
+            share_text(row["precision"]),
             str(row["auto_accepted"]),
-            share(row["auto_accept_precision"]),
-            went_to or "-",
+            share_text(row["auto_accept_precision"]),
+            went_to_text(row["mistaken_for"]) or "-",
         )
     out.print(table)
 

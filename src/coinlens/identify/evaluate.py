@@ -200,6 +200,16 @@ def _share(hits: np.ndarray) -> float | None:
     return round(float(hits.mean()), 4) if len(hits) else None
 
 
+def share_text(value: float | None) -> str:
+    """A share as printed in reports: three places, "-" where there was nothing to count."""
+    return "-" if value is None else f"{value:.3f}"
+
+
+def went_to_text(mistaken_for: dict[str, int]) -> str:
+    """``per_type_report``'s ``mistaken_for`` as one line: "20c 16, 5c 15"."""
+    return ", ".join(f"{name} {count}" for name, count in mistaken_for.items())
+
+
 def per_type_report(
     names: list[str],
     truths: np.ndarray,
@@ -500,17 +510,13 @@ def mistakes_html(result: EvalResult, path: Path) -> None:
             )
         rows.append(f"<tr><td>{e(mistake['decision'])}</td>{''.join(cells)}</tr>")
     summary = result.summary
-
-    def share(value: float | None) -> str:
-        return "-" if value is None else f"{value:.3f}"
-
+    share = share_text
     types = "".join(
         f"<tr><td>{e(row['type'])}</td><td>{row['queries']}</td><td>{share(row['top1'])}</td>"
         f"<td>{share(row['top5'])}</td><td>{row['suggested']}</td>"
         f"<td>{share(row['precision'])}</td><td>{row['auto_accepted']}</td>"
-        f"<td>{share(row['auto_accept_precision'])}</td><td>"
-        + e(", ".join(f"{name} {count}" for name, count in row["mistaken_for"].items()))
-        + "</td></tr>"
+        f"<td>{share(row['auto_accept_precision'])}</td>"
+        f"<td>{e(went_to_text(row['mistaken_for']))}</td></tr>"
         for row in summary.get("per_type", [])
     )
     page = f"""<!doctype html><html lang="en"><meta charset="utf-8">
