@@ -135,9 +135,7 @@ def run_ingest(
         nonlocal failed
         if outcome.status == "failed":
             failed += 1
-            progress.console.print(
-                f"coinlens: error: {outcome.item.origin}: {outcome.message}",
-            )
+            print_error(f"{outcome.item.origin}: {outcome.message}")  # above the bar: one console
         elapsed = progress.tasks[task].elapsed or 0.0
         done = progress.tasks[task].completed + 1
         rate = f"{done / elapsed:.1f}" if elapsed > 0 else "-"

@@ -234,7 +234,7 @@ def run_identify(
             preparation=preparation,
         )
         for problem in report.problems[len(scan.problems) :]:
-            progress.console.print(f"coinlens: error: {problem}")
+            print_error(str(problem))
         index_task = progress.add_task("index references", total=None, note="")
         try:
             model, matcher = Identifier(home).ready(
