@@ -127,3 +127,55 @@ def test_review_in_the_browser(server, browser) -> None:
         assert {r.reviewer for r in session.scalars(select(Review))} == {"rita"}
     page.goto(f"{url}/specimens/{second_id}")
     assert "rita" in page.inner_text("#history")
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return not (
+        a["x"] + a["width"] <= b["x"]
+        or b["x"] + b["width"] <= a["x"]
+        or a["y"] + a["height"] <= b["y"]
+        or b["y"] + b["height"] <= a["y"]
+    )
+
+
+def test_a_tray_coin_page_reads_at_any_width_and_steps_to_its_neighbours(
+    server, browser, tmp_path
+) -> None:
+    url, home = server
+    # a camera's file name in a long folder name: one word the heading cannot break at spaces
+    trays = tmp_path / "drawer_14_unsorted_tray_photographs_2026_11_30"
+    trays.mkdir()
+    sample = Path(__file__).resolve().parents[2] / "examples/euro-coins/trays/test_test_1.jpg"
+    (trays / "IMG_20261130_101500.jpg").write_bytes(sample.read_bytes())
+    ingest = [sys.executable, "-m", "coinlens", "ingest", str(trays), "--status", "backlog"]
+    subprocess.run([*ingest, "--home", str(home)], check=True, capture_output=True)
+    with Home.open(home) as opened, opened.catalog.reader() as session:
+        coins = session.scalars(
+            select(Specimen.id).where(Specimen.accession.like(f"{trays.name}/%"))
+        ).all()
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(30_000)
+    page.goto(f"{url}/login")
+    page.fill("input[name=name]", "vic")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/queue")
+    for width in (1280, 760, 420):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(f"{url}/specimens/{coins[0]}")
+        title = page.locator("h1").bounding_box()
+        suggestions = page.locator("h2").first.bounding_box()
+        assert not _overlap(title, suggestions), width
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, width
+        page.goto(f"{url}/queue?batch={trays.name}")  # the wide table scrolls within itself
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, width
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{url}/specimens/{coins[0]}")
+    page.wait_for_function("document.querySelector('.photo-boxes img').naturalWidth > 0")
+    assert page.locator(".photo-boxes a.box").count() == len(coins)
+    page.screenshot(path=str(ARTEFACTS / "tray-coin-page.png"), full_page=True)
+    neighbour = page.locator(f".photo-boxes a.box[href='/specimens/{coins[5]}']")
+    neighbour.click()
+    page.wait_for_url(f"{url}/specimens/{coins[5]}")
+    assert page.locator(".photo-boxes a.box.current").get_attribute("href").endswith(f"/{coins[5]}")

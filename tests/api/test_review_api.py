@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from coinlens.catalog import Review, Specimen
+from coinlens.cli.app import app
 from coinlens.identify.engine import catalogued_crops
+from reviewable import SAMPLE, sign_in
 
 
 def _queue(site, **params) -> dict:
@@ -184,3 +187,45 @@ def test_images_are_served_from_the_store(site) -> None:
     assert site.client.get("/media/images/zz/none.jpg", headers=site.auth("vic")).status_code == 404
     settings_file = site.client.get("/media/%2E%2E/coinlens.toml", headers=site.auth("vic"))
     assert settings_file.status_code == 404
+
+
+def test_a_tray_coin_page_shows_where_it_lies_among_its_neighbours(site, tmp_path) -> None:
+    trays = tmp_path / "drawer_14_unsorted_tray_photographs_2026_11_30"
+    trays.mkdir()
+    photo_bytes = (SAMPLE / "trays/test_test_1.jpg").read_bytes()
+    (trays / "IMG_20261130_101500.jpg").write_bytes(photo_bytes)
+    home = str(site.home.settings.home)
+    result = CliRunner().invoke(app, ["ingest", str(trays), "--status", "backlog", "--home", home])
+    assert result.exit_code == 0, result.stderr
+    with site.home.catalog.reader() as session:
+        coins = session.scalars(
+            select(Specimen).where(Specimen.accession.like(f"{trays.name}/%")).order_by(Specimen.id)
+        ).all()
+        photo = coins[0].images[0]
+        boxes = {coin.id: coin.images[0].crop for coin in coins}
+        width, height, key = photo.width, photo.height, photo.key
+    assert len(coins) >= 20  # one specimen per coin on the tray
+
+    # the API: every coin cut from the photo, with its box, this one marked
+    detail = site.client.get(f"/api/v1/specimens/{coins[3].id}", headers=site.auth("vic")).json()
+    in_photo = detail["images"][0]["in_photo"]
+    assert in_photo["viewable"] is True
+    assert {c["specimen_id"] for c in in_photo["coins"]} == set(boxes)
+    assert [c["specimen_id"] for c in in_photo["coins"] if c["current"]] == [coins[3].id]
+
+    # the page: the whole photo, a link from every box to its coin, this coin's box highlighted
+    sign_in(site.client, "rita")
+    page = site.client.get(f"/specimens/{coins[3].id}").text
+    assert f'src="/media/{key}"' in page
+    assert page.count('class="box') == len(coins) and page.count('class="box current"') == 1
+    current = page.split('class="box current"')[1].split(">")[0]
+    box = boxes[coins[3].id]
+    assert f"left: {100 * box['x'] / width:.2f}%" in current
+    assert f"top: {100 * box['y'] / height:.2f}%" in current
+    for coin in coins:
+        assert f'href="/specimens/{coin.id}" class="box' in page
+    whole = site.client.get(f"/media/{key}")
+    assert whole.status_code == 200 and whole.content == photo_bytes
+    # a coin photographed alone has no such picture
+    single = site.client.get("/specimens/1").text
+    assert 'class="photo-boxes"' not in single

@@ -33,7 +33,38 @@ def image_dict(image: Image) -> dict[str, Any]:
         "height": image.height,
         "source": image.source,
         "box": {k: crop[k] for k in ("x", "y", "w", "h") if k in crop} or None,
+        "layout": crop.get("layout"),
     }
+
+
+# Photos a browser draws; a tray shot as HEIC or TIFF is shown as its coins' boxes alone.
+BROWSER_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
+
+
+def coins_in_photo(session: Session, image: Image) -> dict[str, Any] | None:
+    """Every coin cut from the same photo as ``image`` (a tray's coins, a picture's two sides),
+    each with its box: a reviewer sees where this coin lies among its neighbours, which carry
+    the same light and scale, and steps to them. None for a photo of one coin."""
+    if (image.crop or {}).get("layout") not in ("tray", "pair"):
+        return None
+    rows = session.execute(
+        select(Image.id, Image.specimen_id, Image.side, Image.crop, Specimen.accession)
+        .join(Specimen, Specimen.id == Image.specimen_id)
+        .where(Image.sha256 == image.sha256)
+        .order_by(Specimen.accession, Image.id)
+    ).all()
+    coins = [
+        {
+            "specimen_id": row.specimen_id,
+            "accession": row.accession,
+            "side": row.side,
+            "box": {k: row.crop[k] for k in ("x", "y", "w", "h")},
+            "current": row.id == image.id,
+        }
+        for row in rows
+        if row.crop and all(k in row.crop for k in ("x", "y", "w", "h"))
+    ]
+    return {"viewable": image.key.lower().endswith(BROWSER_SUFFIXES), "coins": coins}
 
 
 def specimen_summary(specimen: Specimen) -> dict[str, Any]:
@@ -85,7 +116,10 @@ def specimen_detail(session: Session, specimen_id: int) -> dict[str, Any] | None
     )
     out = specimen_summary(specimen)
     out["type"] = type_dict(types[specimen.type_id]) if specimen.type_id in types else None
-    out["images"] = [image_dict(image) for image in specimen.images]
+    out["images"] = [
+        {**image_dict(image), "in_photo": coins_in_photo(session, image)}
+        for image in specimen.images
+    ]
     out["model_version"] = newest
     out["suggestions"] = [
         {
