@@ -229,3 +229,27 @@ def test_a_tray_coin_page_shows_where_it_lies_among_its_neighbours(site, tmp_pat
     # a coin photographed alone has no such picture
     single = site.client.get("/specimens/1").text
     assert 'class="photo-boxes"' not in single
+
+
+def test_a_type_says_how_many_backlog_coins_wait_with_it_as_their_top_suggestion(site) -> None:
+    queue = _queue(site, limit=100)
+    by_type: dict[str, list[str]] = {}
+    for item in queue["items"]:
+        by_type.setdefault(item["suggested_type"], []).append(item["decision"])
+    types = site.client.get("/api/v1/types?limit=100", headers=site.auth("vic")).json()["items"]
+    waiting_total = 0
+    for coin_type in types:
+        one = site.client.get(f"/api/v1/types/{coin_type['id']}", headers=site.auth("vic")).json()
+        waiting = one["suggested_in_backlog"]
+        decisions = by_type.get(coin_type["reference"], [])
+        assert waiting["total"] == len(decisions)
+        for decision in ("auto_accept", "review", "possible_new_type"):
+            assert waiting[decision] == decisions.count(decision)
+        waiting_total += waiting["total"]
+    assert waiting_total == queue["counts"]["total"] == 24
+    busiest = max(types, key=lambda t: len(by_type.get(t["reference"], [])))
+    sign_in(site.client, "vic")
+    page = site.client.get(f"/types/{busiest['id']}").text
+    total = len(by_type[busiest["reference"]])
+    assert f"<b>{total}</b> backlog coin" in page
+    assert f'href="/queue?type={busiest["reference"]}"' in page

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from coinlens.catalog import TYPE_DESCRIPTORS, CoinType, Image, Specimen, Suggestion
 from coinlens.review.actions import history
+from coinlens.review.queue import QueueFilter, queue_counts
 
 TYPE_FIELDS = ("reference", "uri", *TYPE_DESCRIPTORS, "description")
 
@@ -201,6 +202,8 @@ def type_detail(session: Session, type_id: int) -> dict[str, Any] | None:
     out["examples"] = [
         {"thumbnail_key": key, "specimen_id": sid, "accession": acc} for key, sid, acc in examples
     ]
+    # the backlog coins waiting with this type as their top suggestion, per decision
+    out["suggested_in_backlog"] = queue_counts(session, QueueFilter(type_id=type_id))
     return out
 
 
