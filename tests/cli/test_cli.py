@@ -110,3 +110,29 @@ def test_names_with_square_brackets_print_as_they_are(
     assert "batch [draft]" in ingest.stdout
     assert "broken [copy].jpg" in ingest.stderr
     assert cli("status", "--home", home, "--json").stdout.count('"backlog": 1') == 1
+
+
+def test_identify_table_never_shows_a_coin_sent_to_review_as_1_00_without_saying_why() -> None:
+    from coinlens.cli.recognition import decision_text
+    from coinlens.identify.scoring import confidence_text
+
+    assert [confidence_text(s) for s in (0.99897, 0.9996, 0.994, 1.0, 0.5)] == [
+        "0.999",
+        "0.9996",
+        "0.99",
+        "1.00",
+        "0.50",
+    ]
+    assert confidence_text(0.99897, 3) == "0.999" and confidence_text(0.99996, 3) == "0.99996"
+
+    def record(decision: str, score: float) -> dict:
+        return {"decision": decision, "suggestions": [{"type": "1e", "score": score}]}
+
+    threshold = 0.9989
+    assert decision_text(record("review", 0.9990), threshold) == "review (far from refs)"
+    assert decision_text(record("review", 0.95), threshold) == "review"
+    assert decision_text(record("auto_accept", 0.9990), threshold) == "auto_accept"
+    assert decision_text(record("possible_new_type", 0.9990), threshold) == "possible_new_type"
+    assert decision_text({"decision": "possible_new_type", "suggestions": []}, threshold) == (
+        "possible_new_type"
+    )

@@ -27,12 +27,14 @@ from coinlens.api.security import (
     same,
 )
 from coinlens.catalog import DECISIONS, CoinType, Specimen
+from coinlens.identify.scoring import confidence_text
 from coinlens.review import QueueFilter, bulk_accept_candidates, queue_counts, queue_page
 from coinlens.review.actions import ACTIONS
 from coinlens.review.details import specimen_detail, type_detail
 from coinlens.review.queue import QueueError, batches
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+TEMPLATES.env.filters["confidence"] = lambda score: confidence_text(score, 3)
 pages = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
 

@@ -25,6 +25,7 @@ from coinlens.cli.common import (
     ray_preparation,
     stage_progress,
 )
+from coinlens.identify.scoring import confidence_text
 from coinlens.ingest import IngestError
 from coinlens.model.backbones import BACKBONES, DEFAULT_BACKBONE
 from coinlens.storage import StoreError, atomic_write
@@ -180,6 +181,16 @@ def train(
         _print_mapping(f"model version {summary['model_version']}", summary)
 
 
+def decision_text(record: dict[str, Any], threshold: float) -> str:
+    """The decision, and for a confident coin sent to review the reason in two words: it is
+    less like its type's references than the coins auto-accepted are (``scoring.explain``)."""
+    decision = record["decision"]
+    top = record["suggestions"][0]["score"] if record["suggestions"] else None
+    if decision == "review" and top is not None and top >= threshold:
+        return "review (far from refs)"
+    return decision
+
+
 def run_identify(
     home: Home,
     path: Path | str,
@@ -278,11 +289,13 @@ def run_identify(
     table = Table(title=f"suggestions (model version {model.version.id})")
     for column in ("coin", "decision", "1st", "2nd", "3rd"):
         table.add_column(column)
+    threshold = model.calibration.accept_threshold
     for number, record in enumerate(records):
         if number >= show:
             break
-        cells = [f"{s['type']} {s['score']:.2f}" for s in record["suggestions"][:3]] + [""] * 3
-        table.add_row(record["accession"], record["decision"], *cells[:3])
+        cells = [f"{s['type']} {confidence_text(s['score'])}" for s in record["suggestions"][:3]]
+        cells += [""] * 3
+        table.add_row(record["accession"], decision_text(record, threshold), *cells[:3])
     if len(specimen_ids) > show:
         where = f"--out {out_path}" if out_path is not None else "the catalogue (coinlens serve)"
         table.caption = f"{show} of {len(specimen_ids)} coins shown; all are in {where}"

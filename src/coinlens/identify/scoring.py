@@ -340,6 +340,16 @@ def ranked_confidences(top_confidence: float, values: np.ndarray, temperature: f
     return np.minimum.accumulate(np.r_[top_confidence, (1.0 - top_confidence) * shares])
 
 
+def confidence_text(score: float, places: int = 2) -> str:
+    """``places`` decimals, or as many more (up to six) as keep a score below 1 from reading
+    "1.00": a coin shown 1.00 and sent to review reads as a contradiction."""
+    for shown in range(places, 7):
+        text = f"{score:.{shown}f}"
+        if float(text) < 1.0 or score >= 1.0:
+            break
+    return text
+
+
 def _apart(value: float, bound: float) -> tuple[str, str]:
     """Two numbers printed with enough decimals (3 to 6) that they do not read as equal."""
     for places in range(3, 7):
