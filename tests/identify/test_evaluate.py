@@ -60,3 +60,36 @@ def test_each_type_has_its_own_numbers_weakest_first() -> None:
     assert by_type["20c"]["auto_accept_precision"] == 0.5
     assert by_type["50c"]["mistaken_for"] == {}  # no suggestion is no type
     assert sum(row["queries"] for row in report) == len(truths)
+
+
+def test_a_types_auto_accept_floor_guards_that_type_whatever_its_number(tmp_path: Path) -> None:
+    """The calibration's per-type floors name the catalogue's type ids; ``coinlens eval``
+    numbers the labels of its folders by name. A floor must follow its type, not its number."""
+    import shutil
+
+    from coinlens.catalog import Home
+    from coinlens.identify.engine import current_model
+    from coinlens.identify.evaluate import evaluate, load_labelled
+    from coinlens.identify.scoring import Calibration
+
+    sample = Path(__file__).resolve().parents[2] / "examples" / "euro-coins"
+    for part, source, count in (("refs", "references", 4), ("queries", "backlog", 3)):
+        for label in ("1c", "2e", "5c"):
+            (tmp_path / part / label).mkdir(parents=True)
+            for path in sorted((sample / source / label).glob("*.jpg"))[:count]:
+                shutil.copy(path, tmp_path / part / label / path.name)
+    with Home.init(tmp_path / "home") as home:
+        model = current_model(home)  # the pretrained backbone
+    size = model.embedder.input_size
+    references = load_labelled(tmp_path / "refs", size)
+    queries = load_labelled(tmp_path / "queries", size)
+    # The catalogue numbered its types otherwise (the labels here: 0 1c, 1 2e, 2 5c); a coin
+    # suggested as 2 euro must be closer than any coin can be.
+    model.type_references = {0: "5c", 1: "1c", 2: "2e"}
+    model.calibration = Calibration(accept_threshold=0.0, type_floors={2: 1.01})
+    summary = evaluate(model, references, queries).summary
+    by_type = {row["type"]: row for row in summary["per_type"]}
+    assert by_type["2e"]["suggested"] > 0 and by_type["2e"]["auto_accepted"] == 0
+    others = [by_type[label] for label in ("1c", "5c") if by_type[label]["suggested"]]
+    assert others and all(row["auto_accepted"] == row["suggested"] for row in others)
+    assert summary["decisions"]["auto_accept"] == sum(row["suggested"] for row in others)

@@ -12,7 +12,7 @@ import io
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image as PILImage
@@ -214,6 +214,9 @@ class CurrentModel:
     version: ModelVersion
     embedder: Embedder
     calibration: Calibration
+    # the catalogue's type references by id: what the calibration's per-type floors name, for
+    # matching against references numbered otherwise (``coinlens eval``'s labelled folders)
+    type_references: dict[int, str] = field(default_factory=dict)
 
     @property
     def index_key(self) -> str:
@@ -256,7 +259,9 @@ def current_model(home: Home, *, device: str = "cpu", onnx: bool = True) -> Curr
     if onnx:
         embedder.use_onnx()
     calibration = Calibration.from_dict((version.metrics or {}).get("calibration"))
-    return CurrentModel(version, embedder, calibration)
+    with home.catalog.reader() as session:
+        references = dict(session.execute(select(CoinType.id, CoinType.reference)).tuples().all())
+    return CurrentModel(version, embedder, calibration, references)
 
 
 def sync_index(

@@ -14,7 +14,7 @@ import html
 import io
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFont
 
 from coinlens.identify.engine import CurrentModel, Matcher
-from coinlens.identify.scoring import coverage_at_precision
+from coinlens.identify.scoring import Calibration, coverage_at_precision
 from coinlens.identify.verify import CoinViews, KeypointVerifier, decode_views, keypoint_photo
 from coinlens.index import ReferenceIndex
 from coinlens.ingest import IngestError, Problem, scan_folder
@@ -270,6 +270,20 @@ def calibration_error(bins: list[dict[str, float]]) -> float | None:
     return round(gap / total, 4)
 
 
+def floors_by_label(model: CurrentModel, type_id: dict[str, int]) -> Calibration:
+    """The model's calibration with its per-type auto-accept floors moved from the catalogue's
+    type ids to the labels' numbering here (``type_id``), by type reference; a label the
+    catalogue lacks keeps the common floor. Without it a floor fitted for one type would guard
+    whichever label happened to get that number."""
+    calibration = model.calibration
+    floors = {
+        type_id[model.type_references[t]]: floor
+        for t, floor in calibration.type_floors.items()
+        if model.type_references.get(t) in type_id
+    }
+    return replace(calibration, type_floors=floors)
+
+
 def evaluate(
     model: CurrentModel,
     references: LabelledSet,
@@ -301,7 +315,7 @@ def evaluate(
     verifier = None
     if verify:
         verifier = KeypointVerifier(references.views)
-    matcher = Matcher(index, model.calibration, verifier=verifier)
+    matcher = Matcher(index, floors_by_label(model, type_id), verifier=verifier)
     started = time.perf_counter()
     if leave_one_out:
         queries = references
