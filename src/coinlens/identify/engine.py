@@ -260,7 +260,10 @@ def current_model(home: Home, *, device: str = "cpu", onnx: bool = True) -> Curr
         embedder.use_onnx()
     calibration = Calibration.from_dict((version.metrics or {}).get("calibration"))
     with home.catalog.reader() as session:
-        references = dict(session.execute(select(CoinType.id, CoinType.reference)).tuples().all())
+        references = {
+            row.id: row.reference
+            for row in session.execute(select(CoinType.id, CoinType.reference))
+        }
     return CurrentModel(version, embedder, calibration, references)
 
 
