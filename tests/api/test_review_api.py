@@ -204,7 +204,14 @@ def test_a_tray_coin_page_shows_where_it_lies_among_its_neighbours(site, tmp_pat
         photo = coins[0].images[0]
         boxes = {coin.id: coin.images[0].crop for coin in coins}
         width, height, key = photo.width, photo.height, photo.key
+        corrected_version = coins[7].version
     assert len(coins) >= 20  # one specimen per coin on the tray
+    corrected = site.client.post(
+        f"/api/v1/specimens/{coins[7].id}/review",
+        json={"action": "correct", "type": "1c", "version": corrected_version},
+        headers=site.auth("rita"),
+    )
+    assert corrected.status_code == 200, corrected.text
 
     # the API: every coin cut from the photo, with its box, this one marked
     detail = site.client.get(f"/api/v1/specimens/{coins[3].id}", headers=site.auth("vic")).json()
@@ -212,13 +219,18 @@ def test_a_tray_coin_page_shows_where_it_lies_among_its_neighbours(site, tmp_pat
     assert in_photo["viewable"] is True
     assert {c["specimen_id"] for c in in_photo["coins"]} == set(boxes)
     assert [c["specimen_id"] for c in in_photo["coins"] if c["current"]] == [coins[3].id]
+    states = {c["specimen_id"]: c["state"] for c in in_photo["coins"]}
+    assert states.pop(coins[7].id) == "catalogued" and set(states.values()) == {"backlog"}
 
     # the page: the whole photo, a link from every box to its coin, this coin's box highlighted
     sign_in(site.client, "rita")
     page = site.client.get(f"/specimens/{coins[3].id}").text
     assert f'src="/media/{key}"' in page
-    assert page.count('class="box') == len(coins) and page.count('class="box current"') == 1
-    current = page.split('class="box current"')[1].split(">")[0]
+    # outlined by what is left to do: the corrected coin catalogued, the rest waiting
+    assert page.count('class="box ') == len(coins) and page.count('current"') == 1
+    assert page.count('class="box catalogued"') == 1
+    assert f'href="/specimens/{coins[7].id}" class="box catalogued"' in page
+    current = page.split('class="box backlog current"')[1].split(">")[0]
     box = boxes[coins[3].id]
     assert f"left: {100 * box['x'] / width:.2f}%" in current
     assert f"top: {100 * box['y'] / height:.2f}%" in current

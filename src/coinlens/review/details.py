@@ -49,7 +49,15 @@ def coins_in_photo(session: Session, image: Image) -> dict[str, Any] | None:
     if (image.crop or {}).get("layout") not in ("tray", "pair"):
         return None
     rows = session.execute(
-        select(Image.id, Image.specimen_id, Image.side, Image.crop, Specimen.accession)
+        select(
+            Image.id,
+            Image.specimen_id,
+            Image.side,
+            Image.crop,
+            Specimen.accession,
+            Specimen.status,
+            Specimen.decision,
+        )
         .join(Specimen, Specimen.id == Image.specimen_id)
         .where(Image.sha256 == image.sha256)
         .order_by(Specimen.accession, Image.id)
@@ -59,6 +67,8 @@ def coins_in_photo(session: Session, image: Image) -> dict[str, Any] | None:
             "specimen_id": row.specimen_id,
             "accession": row.accession,
             "side": row.side,
+            # what is left to do on the tray at a glance: catalogued, or identify's decision
+            "state": "catalogued" if row.status == "catalogued" else row.decision or row.status,
             "box": {k: row.crop[k] for k in ("x", "y", "w", "h")},
             "current": row.id == image.id,
         }
