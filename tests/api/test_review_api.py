@@ -265,3 +265,30 @@ def test_a_type_says_how_many_backlog_coins_wait_with_it_as_their_top_suggestion
     total = len(by_type[busiest["reference"]])
     assert f"<b>{total}</b> backlog coin" in page
     assert f'href="/queue?type={busiest["reference"]}"' in page
+
+
+def test_a_type_guarded_against_lookalike_new_types_says_so(site) -> None:
+    """A trained model's calibration raised the auto-accept floor of 50 cent (coins of missing
+    types were drawn to it); the type page and the API say what a coin needs there."""
+    from coinlens.catalog import ModelVersion
+
+    types = site.client.get("/api/v1/types?limit=100", headers=site.auth("vic")).json()["items"]
+    by_reference = {t["reference"]: t["id"] for t in types}
+    calibration = {"familiar_similarity": 0.709, "type_floors": {str(by_reference["50c"]): 0.8326}}
+    with site.home.catalog.session() as session:
+        session.add(
+            ModelVersion(
+                backbone="efficientnet-lite0",
+                metrics={"calibration": calibration},
+                artefacts={"weights": "models/trained.pt"},  # a version trained after identify ran
+            )
+        )
+    guarded = f"/api/v1/types/{by_reference['50c']}"
+    floor = site.client.get(guarded, headers=site.auth("vic")).json()["auto_accept_floor"]
+    assert floor["similarity"] == 0.833 and floor["common"] == 0.709
+    other = site.client.get(f"/api/v1/types/{by_reference['5c']}", headers=site.auth("vic"))
+    assert other.json()["auto_accept_floor"] is None
+    sign_in(site.client, "vic")
+    page = site.client.get(f"/types/{by_reference['50c']}").text
+    assert "only at similarity 0.833 or more" in page and "(other types: 0.709)" in page
+    assert 'id="auto-accept-floor"' not in site.client.get(f"/types/{by_reference['5c']}").text

@@ -22,7 +22,12 @@ from coinlens.catalog.models import (
     User,
     WebSession,
 )
-from coinlens.catalog.queries import catalog_counts, specimens_per_type, type_references
+from coinlens.catalog.queries import (
+    catalog_counts,
+    newest_trained_version,
+    specimens_per_type,
+    type_references,
+)
 
 __all__ = [
     "DECISIONS",
@@ -49,6 +54,7 @@ __all__ = [
     "catalog_counts",
     "create_catalog_engine",
     "migrate",
+    "newest_trained_version",
     "specimens_per_type",
     "type_references",
 ]

@@ -35,10 +35,24 @@ def specimens_per_type(session: Session) -> list[tuple[str, int]]:
     return [(reference, count) for reference, count in rows]
 
 
-def type_references(session: Session, type_ids: Iterable[int | None]) -> dict[int, str]:
-    """{type id: reference} for the given ids (None and unknown ids are left out)."""
-    ids = sorted({i for i in type_ids if i is not None})
-    if not ids:
-        return {}
-    rows = session.execute(select(CoinType.id, CoinType.reference).where(CoinType.id.in_(ids)))
-    return {type_id: reference for type_id, reference in rows}
+def type_references(
+    session: Session, type_ids: Iterable[int | None] | None = None
+) -> dict[int, str]:
+    """{type id: reference} for the given ids (None and unknown ids are left out), or for every
+    type when ``type_ids`` is None."""
+    statement = select(CoinType.id, CoinType.reference)
+    if type_ids is not None:
+        ids = sorted({i for i in type_ids if i is not None})
+        if not ids:
+            return {}
+        statement = statement.where(CoinType.id.in_(ids))
+    return {type_id: reference for type_id, reference in session.execute(statement)}
+
+
+def newest_trained_version(session: Session) -> ModelVersion | None:
+    """The model identify uses: the newest version with saved weights (None before training)."""
+    return session.scalar(
+        select(ModelVersion)
+        .where(ModelVersion.artefacts.is_not(None))
+        .order_by(ModelVersion.id.desc())
+    )

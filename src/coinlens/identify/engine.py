@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from coinlens.catalog import CoinType, Home, Image, ModelVersion, Specimen
+from coinlens.catalog import CoinType, Home, Image, ModelVersion, Specimen, newest_trained_version
 from coinlens.catalog import type_references as catalog_type_references
 from coinlens.identify.scoring import (
     TYPE_DEPTHS,
@@ -246,11 +246,7 @@ def pretrained_version(home: Home, backbone: str = DEFAULT_BACKBONE) -> ModelVer
 def current_model(home: Home, *, device: str = "cpu", onnx: bool = True) -> CurrentModel:
     """The newest trained model, or the pretrained backbone when nothing was trained yet."""
     with home.catalog.reader() as session:
-        version = session.scalar(
-            select(ModelVersion)
-            .where(ModelVersion.artefacts.is_not(None))
-            .order_by(ModelVersion.id.desc())
-        )
+        version = newest_trained_version(session)
     if version is not None:
         embedder = Embedder.load(home.store, version.artefacts, device=device)
     else:
@@ -260,10 +256,7 @@ def current_model(home: Home, *, device: str = "cpu", onnx: bool = True) -> Curr
         embedder.use_onnx()
     calibration = Calibration.from_dict((version.metrics or {}).get("calibration"))
     with home.catalog.reader() as session:
-        references = {
-            row.id: row.reference
-            for row in session.execute(select(CoinType.id, CoinType.reference))
-        }
+        references = catalog_type_references(session)
     return CurrentModel(version, embedder, calibration, references)
 
 

@@ -8,7 +8,14 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from coinlens.catalog import TYPE_DESCRIPTORS, CoinType, Image, Specimen, Suggestion
+from coinlens.catalog import (
+    TYPE_DESCRIPTORS,
+    CoinType,
+    Image,
+    Specimen,
+    Suggestion,
+    newest_trained_version,
+)
 from coinlens.review.actions import history
 from coinlens.review.queue import QueueFilter, queue_counts
 
@@ -214,7 +221,24 @@ def type_detail(session: Session, type_id: int) -> dict[str, Any] | None:
     ]
     # the backlog coins waiting with this type as their top suggestion, per decision
     out["suggested_in_backlog"] = queue_counts(session, QueueFilter(type_id=type_id))
+    out["auto_accept_floor"] = auto_accept_floor(session, type_id)
     return out
+
+
+def auto_accept_floor(session: Session, type_id: int) -> dict[str, Any] | None:
+    """The similarity a coin suggested as this type needs to be auto-accepted, where the current
+    model's calibration raised it above the common one (``Calibration.type_floors``: coins of
+    types the catalogue lacks were drawn to this type); None elsewhere."""
+    version = newest_trained_version(session)
+    calibration = ((version.metrics or {}) if version else {}).get("calibration") or {}
+    floors = {int(t): float(f) for t, f in (calibration.get("type_floors") or {}).items()}
+    if type_id not in floors:
+        return None
+    return {
+        "similarity": round(floors[type_id], 3),
+        "common": round(float(calibration.get("familiar_similarity", 0.0)), 3),
+        "model_version": version.id,
+    }
 
 
 def type_by_reference(session: Session, reference: str) -> CoinType | None:
