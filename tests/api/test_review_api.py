@@ -292,3 +292,14 @@ def test_a_type_guarded_against_lookalike_new_types_says_so(site) -> None:
     page = site.client.get(f"/types/{by_reference['50c']}").text
     assert "only at similarity 0.833 or more" in page and "(other types: 0.709)" in page
     assert 'id="auto-accept-floor"' not in site.client.get(f"/types/{by_reference['5c']}").text
+
+
+def test_the_queue_says_why_each_coin_got_its_decision(site) -> None:
+    items = _queue(site, limit=100)["items"]
+    assert items and all(item["decision_reason"] for item in items)
+    for item in items[:5]:
+        detail = site.client.get(f"/api/v1/specimens/{item['id']}", headers=site.auth("vic"))
+        assert item["decision_reason"] == detail.json()["decision_reason"]
+    sign_in(site.client, "vic")
+    page = site.client.get("/queue").text
+    assert f'title="{items[0]["decision_reason"]}"' in page.replace("&#39;", "'")

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from coinlens.catalog import DECISIONS, Image, Specimen, type_references
+from coinlens.catalog import DECISIONS, Image, Specimen, Suggestion, type_references
 
 ORDERS = {"confidence": Specimen.suggestion_score, "margin": Specimen.suggestion_margin}
 QUEUE_STATUSES = ("backlog", "in_review")
@@ -92,6 +92,13 @@ def queue_page(
         .order_by(Image.id)
     ):
         thumbnails.setdefault(specimen_id, thumbnail)
+    reasons: dict[int, str | None] = {}  # why the decision, kept with the newest top suggestion
+    for specimen_id, evidence in session.execute(
+        select(Suggestion.specimen_id, Suggestion.evidence)
+        .where(Suggestion.specimen_id.in_(ids), Suggestion.rank == 1)
+        .order_by(Suggestion.model_version_id.desc())
+    ):
+        reasons.setdefault(specimen_id, (evidence or {}).get("reason"))
     items = [
         {
             "id": s.id,
@@ -99,6 +106,7 @@ def queue_page(
             "batch": s.batch,
             "status": s.status,
             "decision": s.decision,
+            "decision_reason": reasons.get(s.id),
             "suggested_type_id": s.suggested_type_id,
             "suggested_type": references.get(s.suggested_type_id),
             "score": s.suggestion_score,
