@@ -247,6 +247,7 @@ def current_model(home: Home, *, device: str = "cpu", onnx: bool = True) -> Curr
     """The newest trained model, or the pretrained backbone when nothing was trained yet."""
     with home.catalog.reader() as session:
         version = newest_trained_version(session)
+        references = catalog_type_references(session)
     if version is not None:
         embedder = Embedder.load(home.store, version.artefacts, device=device)
     else:
@@ -255,8 +256,6 @@ def current_model(home: Home, *, device: str = "cpu", onnx: bool = True) -> Curr
     if onnx:
         embedder.use_onnx()
     calibration = Calibration.from_dict((version.metrics or {}).get("calibration"))
-    with home.catalog.reader() as session:
-        references = catalog_type_references(session)
     return CurrentModel(version, embedder, calibration, references)
 
 

@@ -16,6 +16,7 @@ from coinlens.catalog import (
     Suggestion,
     newest_trained_version,
 )
+from coinlens.identify.scoring import Calibration
 from coinlens.review.actions import history
 from coinlens.review.queue import QueueFilter, queue_counts
 
@@ -230,13 +231,14 @@ def auto_accept_floor(session: Session, type_id: int) -> dict[str, Any] | None:
     model's calibration raised it above the common one (``Calibration.type_floors``: coins of
     types the catalogue lacks were drawn to this type); None elsewhere."""
     version = newest_trained_version(session)
-    calibration = ((version.metrics or {}) if version else {}).get("calibration") or {}
-    floors = {int(t): float(f) for t, f in (calibration.get("type_floors") or {}).items()}
-    if type_id not in floors:
+    if version is None:
+        return None
+    calibration = Calibration.from_dict((version.metrics or {}).get("calibration"))
+    if type_id not in calibration.type_floors:
         return None
     return {
-        "similarity": round(floors[type_id], 3),
-        "common": round(float(calibration.get("familiar_similarity", 0.0)), 3),
+        "similarity": round(calibration.floor(type_id), 3),
+        "common": round(calibration.familiar_similarity, 3),
         "model_version": version.id,
     }
 
