@@ -200,8 +200,10 @@ def run_identify(
     show: int = 15,
     engine: str = "local",
     address: str | None = None,
+    rescore: bool = False,
 ) -> dict[str, Any]:
-    """Ingest ``path`` as backlog, then suggest types for its coins; print and write results."""
+    """Ingest ``path`` as backlog, then suggest types for its coins; print and write results.
+    ``rescore``: match again the coins the current model has done."""
     from coinlens.identify.batch import (
         IdentifyProgress,
         identify_specimens,
@@ -274,6 +276,7 @@ def run_identify(
             specimen_ids,
             target=str(path),
             top_k=top_k,
+            rescore=rescore,
             **extra,
             progress=IdentifyProgress(
                 on_total=lambda todo, done: progress.update(match_task, total=todo),
@@ -318,6 +321,14 @@ def identify(
     ] = None,
     engine: EngineOption = "local",
     address: AddressOption = None,
+    rescore: Annotated[
+        bool,
+        typer.Option(
+            "--rescore",
+            help="Match again the coins this model has done, against the references as they "
+            "are now (after adding a new type's first photos, or coins catalogued in review).",
+        ),
+    ] = False,
 ) -> None:
     """Suggest types for every coin in the photos, with confidence, evidence and a decision."""
     from coinlens.identify.distributed import RayUnavailable
@@ -328,7 +339,13 @@ def identify(
     with open_home(home) as opened:
         try:
             summary = run_identify(
-                opened, path, top_k=top_k, out_path=out_file, engine=engine, address=address
+                opened,
+                path,
+                top_k=top_k,
+                out_path=out_file,
+                engine=engine,
+                address=address,
+                rescore=rescore,
             )
         except IngestError as exc:
             fail(str(exc), 2)
@@ -339,11 +356,17 @@ def identify(
             raise typer.Exit(130) from None
     decisions = summary["decisions"]
     out.print(
-        f"{summary['identified']} coins identified ({summary['already_done']} already done): "
-        f"{decisions['auto_accept']} auto-accept, {decisions['review']} to review, "
+        f"{summary['identified']} coins "
+        + ("matched again" if rescore else f"identified ({summary['already_done']} already done)")
+        + f": {decisions['auto_accept']} auto-accept, {decisions['review']} to review, "
         f"{decisions['possible_new_type']} possible new types"
         + (f"; results in {summary['out']}" if "out" in summary else "")
     )
+    if summary["already_done"]:
+        out.print(
+            "coins already done keep their suggestions; --rescore matches them again against "
+            "the references as they are now (a new type's first photos, corrections)"
+        )
 
 
 def run_eval(

@@ -4,8 +4,11 @@ The photos are ingested first (as backlog; idempotent), so every suggestion belo
 in the catalogue. Specimens are then matched in chunks: crops are decoded, embedded, searched and
 scored a chunk at a time (bounded memory), and each chunk's suggestions are committed in one
 transaction. A re-run skips the specimens that already have suggestions from the current model,
-so an interrupted run resumes where it stopped. The ``--out`` file is written from the catalogue
-at the end, atomically.
+so an interrupted run resumes where it stopped; ``rescore`` matches them again, against the
+references as they are now (a new type's first photos, coins catalogued in review: both join the
+index without retraining). A coin catalogued since it was photographed is matched without its own
+images, never against itself. The ``--out`` file is written from the catalogue at the end,
+atomically.
 """
 
 from __future__ import annotations
@@ -102,14 +105,16 @@ def identify_specimens(
     progress: IdentifyProgress | None = None,
     embed: Callable[[Sequence[CropRef]], tuple[np.ndarray, np.ndarray]] | None = None,
     chunk_size: int = CHUNK,
+    rescore: bool = False,
 ) -> dict[str, Any]:
-    """Suggest types for ``specimen_ids`` that the current model has not done yet.
+    """Suggest types for ``specimen_ids`` that the current model has not done yet (``rescore``:
+    all of them, their earlier suggestions from this model replaced).
 
     ``embed`` turns stored crops into vectors and cues (default: the model here; the Ray engine
     passes its own), ``chunk_size`` specimens are matched and committed at a time."""
     progress = progress or IdentifyProgress()
     version_id = model.version.id
-    done = _done(home, specimen_ids, version_id)
+    done = set() if rescore else _done(home, specimen_ids, version_id)
     todo = [s for s in specimen_ids if s not in done]
     if progress.on_total:
         progress.on_total(len(todo), len(done))
@@ -137,6 +142,7 @@ def identify_specimens(
                     .order_by(Image.id)
                 ).all()
                 refs = crop_refs(rows)
+                catalogued = {s.id for _, s in rows if s.status == "catalogued"}
             groups_by_specimen: dict[int, list[int]] = {s: [] for s in chunk}
             for row, ref in enumerate(refs):
                 groups_by_specimen[ref.specimen_id].append(row)
@@ -146,10 +152,13 @@ def identify_specimens(
             else:
                 arrays = load_crops(home.store, refs, model.embedder.input_size)
                 vectors, cues = embed_loaded(model.embedder, arrays, refs)
+            # A catalogued coin's own images are references: it is matched as if they were not.
+            exclude = [({s} if s in catalogued else set(), set()) for s in specimens]
             results = matcher.match(
                 vectors,
                 [groups_by_specimen[s] for s in specimens],
                 top_k=top_k,
+                exclude=exclude if catalogued else None,
                 query_crop=lambda row, refs=refs: ref_views(home.store, refs[row]),
                 query_cues=cues,
             )
