@@ -303,3 +303,61 @@ def test_the_queue_says_why_each_coin_got_its_decision(site) -> None:
     sign_in(site.client, "vic")
     page = site.client.get("/queue").text
     assert f'title="{items[0]["decision_reason"]}"' in page.replace("&#39;", "'")
+
+
+def test_a_flagged_coin_becomes_the_first_reference_of_a_type_the_reviewer_adds(site) -> None:
+    items = _queue(site)["items"]
+    coin, other = items[0], items[1]
+    url = f"/api/v1/specimens/{coin['id']}/review"
+    flagged = site.client.post(
+        url, json={"action": "new_type", "version": coin["version"]}, headers=site.auth("rita")
+    ).json()
+    assert flagged["status"] == "in_review"
+
+    def type_named(reference: str) -> list[dict]:
+        found = site.client.get("/api/v1/types", params={"q": reference}, headers=site.auth("vic"))
+        return [t for t in found.json()["items"] if t["reference"] == reference]
+
+    unknown = {"action": "correct", "type": "Monaco 2e 2001", "version": flagged["version"]}
+    refused = site.client.post(url, json=unknown, headers=site.auth("rita"))
+    assert refused.status_code == 400 and "add_type" in refused.json()["error"]
+    stale = {**unknown, "add_type": True, "version": coin["version"]}  # before the flag
+    assert site.client.post(url, json=stale, headers=site.auth("rita")).status_code == 409
+    wrong = {"action": "accept", "type": "Monaco 2e 2001", "add_type": True}
+    assert site.client.post(url, json=wrong, headers=site.auth("rita")).status_code == 400
+    assert type_named("Monaco 2e 2001") == []  # nothing added by the refused actions
+
+    added = site.client.post(url, json={**unknown, "add_type": True}, headers=site.auth("rita"))
+    assert added.status_code == 200, added.text
+    state = added.json()
+    (new_type,) = type_named("Monaco 2e 2001")
+    assert state["status"] == "catalogued" and state["type_id"] == new_type["id"]
+    assert state["references_added"] >= 1
+    detail = site.client.get(f"/api/v1/specimens/{coin['id']}", headers=site.auth("vic")).json()
+    assert detail["history"][-1]["to_type"] == "Monaco 2e 2001"
+    # Recognisable at once: the coin's photo is the new type's reference, no training needed.
+    again = site.client.post(
+        "/api/v1/identify",
+        files={"images": ("coin.jpg", _photo(site, coin["id"]), "image/jpeg")},
+        headers=site.auth("vic"),
+    ).json()
+    assert again["suggestions"][0]["type"] == "Monaco 2e 2001"
+
+    # The review page's form: a second coin to the now existing type, by its reference, with the
+    # box ticked: the type is used as it is, not added twice.
+    sign_in(site.client, "rita")
+    page = site.client.get(f"/specimens/{other['id']}")
+    assert 'name="add_type"' in page.text
+    csrf = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+    form = {
+        "action": "correct",
+        "type_reference": "Monaco 2e 2001",
+        "add_type": "true",
+        "version": str(other["version"]),
+        "csrf_token": csrf,
+    }
+    posted = site.client.post(f"/specimens/{other['id']}/review", data=form, follow_redirects=False)
+    assert posted.status_code == 303
+    assert len(type_named("Monaco 2e 2001")) == 1
+    with site.home.catalog.reader() as session:
+        assert session.get(Specimen, other["id"]).type_id == new_type["id"]

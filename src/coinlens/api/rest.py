@@ -253,6 +253,11 @@ class ReviewRequest(BaseModel):
     action: Literal["accept", "correct", "new_type", "skip"]
     type_id: int | None = None
     type: str | None = Field(None, max_length=255, description="A type reference, if no type_id.")
+    add_type: bool = Field(
+        False,
+        description="With correct and type: add the type if the catalogue lacks it; the coin "
+        "becomes its first reference (identify finds it at once, no training needed).",
+    )
     version: int | None = Field(None, description="The specimen version you saw (conflict check).")
     comment: str | None = Field(None, max_length=4000)
 
@@ -261,13 +266,22 @@ def apply_review(request: Request, specimen_id: int, who: str, body: ReviewReque
     """One review action, shared by the API and the review pages; catalogued coins join the
     reference index at once."""
     home = _home(request)
-    type_id = body.type_id
+    type_id, add_type = body.type_id, None
+    if body.add_type and (body.action != "correct" or type_id is not None or not body.type):
+        raise HTTPException(400, "add_type: send it with action correct and a type reference")
     if type_id is None and body.type:
         with home.catalog.reader() as session:
             found = type_by_reference(session, body.type)
-        if found is None:
-            raise HTTPException(400, f"type {body.type!r} is not in the catalogue")
-        type_id = found.id
+        if found is not None:
+            type_id = found.id
+        elif body.add_type:
+            add_type = body.type
+        else:
+            raise HTTPException(
+                400,
+                f"type {body.type!r} is not in the catalogue; to add it, send add_type "
+                "(on the review page: tick 'a new type')",
+            )
     try:
         state = review_specimen(
             home.catalog,
@@ -277,6 +291,7 @@ def apply_review(request: Request, specimen_id: int, who: str, body: ReviewReque
             expected_version=body.version,
             type_id=type_id,
             comment=body.comment,
+            add_type=add_type,
         )
     except ReviewConflict as exc:
         raise HTTPException(409, str(exc)) from None

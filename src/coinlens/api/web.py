@@ -227,6 +227,7 @@ def review_form(
     csrf_token: Annotated[str, Form(max_length=128)] = "",
     type_id: Annotated[int | None, Form()] = None,
     type_reference: Annotated[str | None, Form(max_length=255)] = None,
+    add_type: Annotated[bool, Form()] = False,
     comment: Annotated[str | None, Form(max_length=4000)] = None,
     back: Annotated[str | None, Form(max_length=2048)] = None,
 ) -> Response:
@@ -237,6 +238,7 @@ def review_form(
         action=action,
         type_id=type_id,
         type=(type_reference or None) if type_id is None else None,
+        add_type=add_type,
         version=version,
         comment=comment,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from coinlens.catalog import Catalog, CoinType, Review, Specimen, type_references
@@ -39,16 +40,45 @@ def review_specimen(
     expected_version: int | None,
     type_id: int | None = None,
     comment: str | None = None,
+    add_type: str | None = None,
 ) -> dict[str, Any]:
     """Apply one action; return the specimen's new state.
 
     ``accept`` takes the suggested type unless ``type_id`` names another (then it is recorded as
     ``correct``); ``correct`` needs ``type_id``; both catalogue the specimen. ``new_type`` flags
     it (status in_review) for a curator to add its type. ``skip`` only leaves a trace.
+    ``add_type`` (with ``correct``, no ``type_id``): the reference of a type the catalogue lacks,
+    added in the same transaction, so that this coin becomes its first reference (an existing
+    type of that reference is used as it is).
     ``expected_version`` None means "whatever is there now" (scripts that accept the risk).
     """
     if action not in ACTIONS:
         raise ReviewError(f"action {action!r}: use one of {', '.join(ACTIONS)}")
+    if add_type is not None:
+        add_type = add_type.strip()
+        if action != "correct" or type_id is not None or not add_type:
+            raise ReviewError("a new type is added by a correct action with its reference alone")
+    try:
+        return _review(
+            catalog, specimen_id, reviewer, action, expected_version, type_id, comment, add_type
+        )
+    except IntegrityError:
+        if add_type is None:
+            raise
+        # the same reference added by someone else meanwhile: nothing of this action was kept
+        raise ReviewConflict(f"type {add_type!r} was added meanwhile; review again") from None
+
+
+def _review(
+    catalog: Catalog,
+    specimen_id: int,
+    reviewer: str,
+    action: str,
+    expected_version: int | None,
+    type_id: int | None,
+    comment: str | None,
+    add_type: str | None,
+) -> dict[str, Any]:
     with catalog.session() as session:
         specimen = session.get(Specimen, specimen_id)
         if specimen is None:
@@ -57,6 +87,13 @@ def review_specimen(
         if specimen.version != version:
             raise _conflict(session, specimen, version)
         from_type = specimen.type_id
+        if add_type is not None:
+            added = session.scalar(select(CoinType).where(CoinType.reference == add_type))
+            if added is None:
+                added = CoinType(reference=add_type)
+                session.add(added)
+                session.flush()
+            type_id = added.id
         values: dict[str, Any] = {}
         if action in ("accept", "correct"):
             chosen = type_id if type_id is not None else specimen.suggested_type_id
