@@ -325,7 +325,10 @@ def test_a_flagged_coin_becomes_the_first_reference_of_a_type_the_reviewer_adds(
     assert site.client.post(url, json=stale, headers=site.auth("rita")).status_code == 409
     wrong = {"action": "accept", "type": "Monaco 2e 2001", "add_type": True}
     assert site.client.post(url, json=wrong, headers=site.auth("rita")).status_code == 400
-    assert type_named("Monaco 2e 2001") == []  # nothing added by the refused actions
+    slip = {**unknown, "type": "2E", "add_type": True}  # the catalogue has "2e"
+    refused = site.client.post(url, json=slip, headers=site.auth("rita"))
+    assert refused.status_code == 400 and "'2e'" in refused.json()["error"]
+    assert type_named("Monaco 2e 2001") == [] and type_named("2E") == []  # nothing added
 
     added = site.client.post(url, json={**unknown, "add_type": True}, headers=site.auth("rita"))
     assert added.status_code == 200, added.text

@@ -90,6 +90,16 @@ def _review(
         if add_type is not None:
             added = session.scalar(select(CoinType).where(CoinType.reference == add_type))
             if added is None:
+                lookalike = session.scalar(
+                    select(CoinType.reference).where(
+                        func.lower(CoinType.reference) == add_type.lower()
+                    )
+                )
+                if lookalike is not None:  # "2E" for "2e": a typing slip, not a new type
+                    raise ReviewError(
+                        f"the catalogue has type {lookalike!r}; choose it, or give the new type "
+                        f"a reference other than {add_type!r}"
+                    )
                 added = CoinType(reference=add_type)
                 session.add(added)
                 session.flush()
