@@ -364,3 +364,53 @@ def test_a_flagged_coin_becomes_the_first_reference_of_a_type_the_reviewer_adds(
     assert len(type_named("Monaco 2e 2001")) == 1
     with site.home.catalog.reader() as session:
         assert session.get(Specimen, other["id"]).type_id == new_type["id"]
+
+
+def test_matching_again_suggests_a_type_added_in_review(site, monkeypatch) -> None:
+    from coinlens.api import rest
+
+    coin = _queue(site)["items"][0]
+    photo = _photo(site, coin["id"])
+    # The same coin photographed into another batch: identified before its type existed.
+    stored = site.client.post(
+        "/api/v1/identify",
+        files={"images": ("again.jpg", photo, "image/jpeg")},
+        data={"store": "true", "batch": "second-look"},
+        headers=site.auth("rita"),
+    )
+    assert stored.status_code == 200, stored.text
+    twin = stored.json()["specimen_id"]
+    added = site.client.post(
+        f"/api/v1/specimens/{coin['id']}/review",
+        json={"action": "correct", "type": "Monaco 2e 2001", "add_type": True},
+        headers=site.auth("rita"),
+    )
+    assert added.status_code == 200, added.text
+
+    def suggested(specimen_id: int) -> list[str]:
+        detail = site.client.get(f"/api/v1/specimens/{specimen_id}", headers=site.auth("vic"))
+        return [s["type"] for s in detail.json()["suggestions"]]
+
+    assert "Monaco 2e 2001" not in suggested(twin)  # its suggestions predate the type
+    body = {"batch": "second-look"}
+    assert (
+        site.client.post("/api/v1/rescore", json=body, headers=site.auth("vic")).status_code == 403
+    )
+    matched = site.client.post("/api/v1/rescore", json=body, headers=site.auth("rita"))
+    assert matched.status_code == 200, matched.text
+    assert matched.json()["matched"] == 1
+    assert suggested(twin)[0] == "Monaco 2e 2001"
+
+    monkeypatch.setattr(rest, "RESCORE_LIMIT", 5)  # the whole backlog (23 coins) is too many
+    refused = site.client.post("/api/v1/rescore", json={}, headers=site.auth("rita"))
+    assert refused.status_code == 400 and "--rescore" in refused.json()["error"]
+
+    # The queue page's button does the same for the coins listed.
+    sign_in(site.client, "rita")
+    page = site.client.get("/queue", params={"batch": "second-look"})
+    assert "Match again (1)" in page.text
+    csrf = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+    form = {"csrf_token": csrf, "batch": "second-look", "status": "backlog"}
+    posted = site.client.post("/queue/rescore", data=form, follow_redirects=False)
+    assert posted.status_code == 303 and "rescored=1" in posted.headers["location"]
+    assert "1 coin matched again" in site.client.get(posted.headers["location"]).text

@@ -17,7 +17,14 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
 from coinlens.api.accounts import check_password, end_session, start_session
-from coinlens.api.rest import ReviewRequest, apply_bulk_accept, apply_review
+from coinlens.api.rest import (
+    RESCORE_LIMIT,
+    RescoreRequest,
+    ReviewRequest,
+    apply_bulk_accept,
+    apply_rescore,
+    apply_review,
+)
 from coinlens.api.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -136,6 +143,7 @@ def queue(
     status: str = Query("backlog", max_length=32),
     order: str = Query("confidence", max_length=32),
     cursor: str | None = Query(None, max_length=64),
+    rescored: int | None = Query(None, ge=0),
 ) -> Response:
     """Backlog coins with suggestions, the ones most in need of a human first."""
     home = request.app.state.home
@@ -173,8 +181,35 @@ def queue(
             "next_url": next_url,
             "ready": ready,
             "first_page": cursor is None,
+            "rescored": rescored,
+            "rescore_limit": RESCORE_LIMIT,
         },
     )
+
+
+@pages.post("/queue/rescore")
+def rescore_form(
+    request: Request,
+    user: PageReviewer,
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    decision: Annotated[str | None, Form(max_length=32)] = None,
+    type: Annotated[str | None, Form(max_length=255)] = None,
+    batch: Annotated[str | None, Form(max_length=255)] = None,
+    status: Annotated[str, Form(max_length=32)] = "backlog",
+    order: Annotated[str, Form(max_length=32)] = "confidence",
+) -> Response:
+    """The queue's "match again" button: the listed coins against the references now."""
+    check_form_csrf(user, csrf_token)
+    try:
+        _, params = _filters(decision, type, batch, status, order)
+        body = RescoreRequest(
+            status=status, decision=decision or None, batch=batch or None, type=type or None
+        )
+    except (QueueError, ValueError) as exc:
+        raise HTTPException(400, str(exc).splitlines()[0]) from None
+    result = apply_rescore(request, user.name, body)
+    query = urlencode({**params, "rescored": result["matched"]})
+    return RedirectResponse(f"/queue?{query}", status_code=303)
 
 
 def _next_in_queue(request: Request, specimen_id: int, back: str | None) -> str:
