@@ -42,8 +42,9 @@ from coinlens.vision import ImageLoadError
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 MAX_UPLOADS = 2
-# Coins one request matches again (about 80 a second on two cores); more: the CLI's --rescore
-RESCORE_LIMIT = 2000
+# Coins one request matches again (the demo's 155 in about 5 s on two cores: a request of half a
+# minute at most); more: the CLI's --rescore, with its progress bar and resumable job
+RESCORE_LIMIT = 1000
 
 
 def _home(request: Request):
