@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from coinlens.catalog import Image as ImageRow
 from coinlens.catalog import Specimen, Suggestion
 from helpers import png_bomb
-from reviewable import sign_in
+from reviewable import SAMPLE, sign_in
 
 
 def _counts(site) -> tuple[int, int, int, int]:
@@ -73,7 +73,8 @@ def test_two_sides_are_scored_together(site) -> None:
 
 
 def test_store_true_catalogues_a_backlog_coin_for_reviewers_only(site) -> None:
-    photo = {"images": ("../../etc/passwd", _reference(site, "50c", 2), "image/jpeg")}
+    walk_in = sorted((SAMPLE / "backlog" / "50c").glob("*.jpg"))[-1].read_bytes()  # no reference
+    photo = {"images": ("../../etc/passwd", walk_in, "image/jpeg")}
     refused = site.client.post(
         "/api/v1/identify", files=photo, data={"store": "true"}, headers=site.auth("vic")
     )
@@ -111,6 +112,14 @@ def test_store_true_catalogues_a_backlog_coin_for_reviewers_only(site) -> None:
     )
     assert again.json()["accession"] == result["accession"]
     assert _counts(site)[0] == after[0]  # the same upload twice is one specimen
+    # A catalogued coin's own photo sent in again: to review, never to bulk accept (one coin
+    # would be catalogued twice), naming the coin.
+    copy = {"images": ("copy.jpg", _reference(site, "50c", 2), "image/jpeg")}
+    twice = site.client.post(
+        "/api/v1/identify", files=copy, data={"store": "true"}, headers=site.auth("rita")
+    ).json()
+    assert twice["decision"] == "review" and twice["suggestions"][0]["type"] == "50c"
+    assert twice["decision_reason"].startswith("the same photo as catalogued coin references/50c/")
 
 
 def test_upload_abuse_is_refused_cleanly_and_stores_nothing(site) -> None:

@@ -97,3 +97,43 @@ def test_a_coin_catalogued_in_review_is_never_its_own_evidence(cli, home, tmp_pa
     evidence = {key for s in again["suggestions"] for key in s["evidence"]}
     assert own and not own & evidence
     assert again["suggestions"][0]["similarity"] < 0.99
+
+
+def test_a_catalogued_coins_own_photo_in_the_backlog_goes_to_review(cli, home, tmp_path) -> None:
+    references, batch = tmp_path / "refs", tmp_path / "batch"
+    for name in ("1c", "2e"):
+        _copy(SAMPLE / "references" / name, references / name, 6)
+    _copy(SAMPLE / "references" / "2e", batch / "again", 1)  # a catalogued coin's own file
+    _copy(SAMPLE / "backlog" / "2e", batch / "new", 1)
+    shutil.copy(SAMPLE / "trays" / "test_test_1.jpg", batch / "tray.jpg")
+    assert cli("init", "--home", home).exit_code == 0
+    assert cli("ingest", references, "--home", home).exit_code == 0
+    first = cli("identify", batch, "--home", home, "--out", tmp_path / "first.jsonl")
+    assert first.exit_code == 0, first.stderr
+    records = {r["accession"]: r for r in _records(tmp_path / "first.jsonl")}
+    copy = records[f"batch/again/{sorted((batch / 'again').iterdir())[0].name}"]
+    assert copy["decision"] == "review"
+    assert copy["decision_reason"].startswith("the same photo as catalogued coin refs/2e/")
+    assert copy["suggestions"][0]["type"] == "2e"
+    others = [r for a, r in records.items() if not a.startswith("batch/again/")]
+    assert len(others) > 20  # the single coin and the tray's
+    assert not any("the same photo" in (r["decision_reason"] or "") for r in others)
+
+    # A tray's coins share its photo: one catalogued makes no copy of the others.
+    tray_coin = next(r for a, r in records.items() if a.startswith("batch/tray.jpg#"))
+    with Home.open(home) as opened:
+        review_specimen(
+            opened.catalog,
+            tray_coin["specimen_id"],
+            reviewer="ada",
+            action="accept",
+            expected_version=None,
+        )
+    again = cli("identify", batch, "--home", home, "--rescore", "--out", tmp_path / "again.jsonl")
+    assert again.exit_code == 0, again.stderr
+    flagged = [
+        r
+        for r in _records(tmp_path / "again.jsonl")
+        if "the same photo" in (r["decision_reason"] or "")
+    ]
+    assert [r["accession"] for r in flagged] == [copy["accession"]]

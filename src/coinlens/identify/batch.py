@@ -7,7 +7,9 @@ transaction. A re-run skips the specimens that already have suggestions from the
 so an interrupted run resumes where it stopped; ``rescore`` matches them again, against the
 references as they are now (a new type's first photos, coins catalogued in review: both join the
 index without retraining). A coin catalogued since it was photographed is matched without its own
-images, never against itself. The ``--out`` file is written from the catalogue at the end,
+images, never against itself; a backlog coin whose photo is a catalogued coin's own (the same file
+ingested again under another accession) goes to review, never to bulk accept, which would
+catalogue that coin twice. The ``--out`` file is written from the catalogue at the end,
 atomically.
 """
 
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, or_, select
+from sqlalchemy.orm import Session
 
 from coinlens.catalog import Home, Image, Job, Specimen, Suggestion
 from coinlens.catalog.models import utcnow
@@ -84,6 +87,27 @@ def _done(home: Home, specimen_ids: Sequence[int], version_id: int) -> set[int]:
     return done
 
 
+def catalogued_copies(session: Session, refs: Sequence[CropRef]) -> dict[int, str]:
+    """For specimens whose coin crop is byte for byte a catalogued coin's of another specimen
+    (the same file ingested again under another accession): that coin's accession."""
+    shas = {ref.sha256 for ref in refs}
+    rows = session.execute(
+        select(Image.sha256, Image.key, Image.crop, Specimen.id, Specimen.accession)
+        .join(Specimen, Image.specimen_id == Specimen.id)
+        .where(Image.sha256.in_(shas), Specimen.status == "catalogued")
+    ).all()
+    catalogued = {
+        (sha, (crop or {}).get("key") or key): (specimen_id, accession)
+        for sha, key, crop, specimen_id, accession in rows
+    }
+    copies: dict[int, str] = {}
+    for ref in refs:
+        found = catalogued.get((ref.sha256, ref.crop_key))
+        if found is not None and found[0] != ref.specimen_id:
+            copies.setdefault(ref.specimen_id, found[1])
+    return copies
+
+
 def summarise(specimen: Specimen, suggestions: Sequence[Any], decision: str) -> None:
     """Keep the specimen's brief of its newest suggestions (what the review queue orders by)."""
     top = suggestions[0] if suggestions else None
@@ -143,6 +167,7 @@ def identify_specimens(
                 ).all()
                 refs = crop_refs(rows)
                 catalogued = {s.id for _, s in rows if s.status == "catalogued"}
+                copies = catalogued_copies(session, refs)
             groups_by_specimen: dict[int, list[int]] = {s: [] for s in chunk}
             for row, ref in enumerate(refs):
                 groups_by_specimen[ref.specimen_id].append(row)
@@ -169,11 +194,18 @@ def identify_specimens(
                     .where(Suggestion.model_version_id == version_id)
                 )
                 for specimen_id, (suggestions, decision, _) in zip(specimens, results, strict=True):
+                    reason = explain(suggestions, matcher.calibration)[1] if suggestions else ""
+                    if specimen_id in copies and specimen_id not in catalogued:
+                        # never accepted in bulk: that would catalogue one coin twice
+                        decision = "review"
+                        reason = (
+                            f"the same photo as catalogued coin {copies[specimen_id]}: "
+                            "a second record of that coin?"
+                        )
                     decisions[decision] += 1
                     summarise(session.get(Specimen, specimen_id), suggestions, decision)
                     if not suggestions:
                         continue
-                    reason = explain(suggestions, matcher.calibration)[1]
                     for rank_number, suggestion in enumerate(suggestions, start=1):
                         evidence = {
                             "images": suggestion.evidence,
