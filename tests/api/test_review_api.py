@@ -49,6 +49,17 @@ def test_the_queue_puts_the_least_certain_first_and_pages_through_everything(sit
     assert bad.status_code == 400 and "cursor" in bad.json()["error"]
 
 
+def _identify_again(site, specimen_id: int) -> dict:
+    """What ``POST /api/v1/identify`` (nothing stored) suggests for a specimen's own photo."""
+    response = site.client.post(
+        "/api/v1/identify",
+        files={"images": ("coin.jpg", _photo(site, specimen_id), "image/jpeg")},
+        headers=site.auth("vic"),
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def test_accepting_catalogues_and_the_coin_helps_the_next_query_at_once(site) -> None:
     item = _queue(site, decision="review")["items"][0]
     other_type = next(
@@ -75,11 +86,7 @@ def test_accepting_catalogues_and_the_coin_helps_the_next_query_at_once(site) ->
     assert detail["history"][-1]["to_type"] == other_type["reference"]
     assert detail["history"][-1]["comment"] == "legend reads clearly"
     # The same photo, asked again: its own catalogued image is now the best reference.
-    again = site.client.post(
-        "/api/v1/identify",
-        files={"images": ("coin.jpg", _photo(site, item["id"]), "image/jpeg")},
-        headers=site.auth("vic"),
-    ).json()
+    again = _identify_again(site, item["id"])
     top = again["suggestions"][0]
     assert top["type"] == other_type["reference"]
     assert top["evidence"][0]["specimen_id"] == item["id"]
@@ -339,12 +346,7 @@ def test_a_flagged_coin_becomes_the_first_reference_of_a_type_the_reviewer_adds(
     detail = site.client.get(f"/api/v1/specimens/{coin['id']}", headers=site.auth("vic")).json()
     assert detail["history"][-1]["to_type"] == "Monaco 2e 2001"
     # Recognisable at once: the coin's photo is the new type's reference, no training needed.
-    again = site.client.post(
-        "/api/v1/identify",
-        files={"images": ("coin.jpg", _photo(site, coin["id"]), "image/jpeg")},
-        headers=site.auth("vic"),
-    ).json()
-    assert again["suggestions"][0]["type"] == "Monaco 2e 2001"
+    assert _identify_again(site, coin["id"])["suggestions"][0]["type"] == "Monaco 2e 2001"
 
     # The review page's form: a second coin to the now existing type, by its reference, with the
     # box ticked: the type is used as it is, not added twice.

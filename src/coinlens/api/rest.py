@@ -270,15 +270,13 @@ def apply_review(request: Request, specimen_id: int, who: str, body: ReviewReque
     reference index at once."""
     home = _home(request)
     type_id, add_type = body.type_id, None
-    if body.add_type and (body.action != "correct" or type_id is not None or not body.type):
-        raise HTTPException(400, "add_type: send it with action correct and a type reference")
-    if type_id is None and body.type:
+    if body.add_type:  # the review layer adds the type, or takes the one of that reference
+        add_type = body.type or ""
+    elif type_id is None and body.type:
         with home.catalog.reader() as session:
             found = type_by_reference(session, body.type)
         if found is not None:
             type_id = found.id
-        elif body.add_type:
-            add_type = body.type
         else:
             raise HTTPException(
                 400,
