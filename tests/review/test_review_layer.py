@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from coinlens.catalog import Review, Specimen
+from coinlens.catalog import CoinType, Review, Specimen, TypeEdit
 from coinlens.review import (
     QueueFilter,
     ReviewConflict,
     ReviewError,
+    TypeNotFound,
     bulk_accept,
     bulk_accept_candidates,
     history,
     queue_counts,
     queue_page,
+    record_measures,
+    record_type,
     review_specimen,
+    type_history,
 )
 from coinlens.review.queue import QueueError
 
@@ -83,3 +87,72 @@ def test_bulk_accept_checks_the_confirmed_count(site) -> None:
         assert len(reviews) == ready and {r.action for r in reviews} == {"bulk_accept"}
         statuses = {session.get(Specimen, i).status for i in accepted}
         assert statuses == {"catalogued"}
+
+
+def test_records_are_checked_like_a_manifest_and_guarded_like_reviews(site) -> None:
+    catalog = site.home.catalog
+    with catalog.reader() as session:
+        item = queue_page(session, QueueFilter(), limit=1).items[0]
+        type_id = session.scalar(select(CoinType.id).order_by(CoinType.id))
+    # text as a form or a manifest gives it; the same rules and messages as ingest's
+    with pytest.raises(ReviewError, match=r"weight_g '3,9' is not a number in grams"):
+        record_measures(
+            catalog, item["id"], reviewer="kim", expected_version=None, values={"weight_g": "3,9"}
+        )
+    with pytest.raises(ReviewError, match="unknown field 'notes'"):
+        record_measures(
+            catalog, item["id"], reviewer="kim", expected_version=None, values={"notes": "x"}
+        )
+    state = record_measures(
+        catalog,
+        item["id"],
+        reviewer="kim",
+        expected_version=item["version"],
+        values={"weight_g": " 3.9 "},
+    )
+    assert state["changed"] == {"weight_g": [None, 3.9]}
+    with pytest.raises(ReviewConflict, match="changed by kim"):  # lee opened it before kim saved
+        record_measures(
+            catalog,
+            item["id"],
+            reviewer="lee",
+            expected_version=item["version"],
+            values={"weight_g": "4.0"},
+        )
+
+    first = record_type(
+        catalog,
+        type_id,
+        reviewer="kim",
+        expected_version=None,
+        values={"date_to": "-44", "authority": "  Julius Caesar "},
+    )
+    assert first["authority"] == "Julius Caesar" and first["date_to"] == -44
+    with pytest.raises(ReviewError, match="date_from -40 is after date_to -44"):
+        record_type(
+            catalog, type_id, reviewer="kim", expected_version=None, values={"date_from": "-40"}
+        )
+    with pytest.raises(ReviewConflict, match="changed by kim"):
+        record_type(
+            catalog,
+            type_id,
+            reviewer="lee",
+            expected_version=first["version"] - 1,
+            values={"mint": "Rome"},
+        )
+    with pytest.raises(TypeNotFound):
+        record_type(catalog, 10**6, reviewer="kim", expected_version=None, values={})
+    unchanged = record_type(
+        catalog,
+        type_id,
+        reviewer="kim",
+        expected_version=None,
+        values={"authority": "Julius Caesar"},
+    )
+    assert unchanged["changed"] == {} and unchanged["version"] == first["version"]
+    with catalog.reader() as session:
+        (edit,) = type_history(session, type_id)
+        assert edit["changes"] == {"date_to": [None, -44], "authority": [None, "Julius Caesar"]}
+        assert session.scalar(select(func.count()).select_from(TypeEdit)) == 1
+        trail = [r.action for r in session.scalars(select(Review))]
+        assert trail == ["record"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -11,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from coinlens.api.accounts import AccountError, add_user, list_users
@@ -25,9 +27,12 @@ from coinlens.review import (
     ReviewConflict,
     ReviewError,
     SpecimenNotFound,
+    TypeNotFound,
     bulk_accept,
     queue_counts,
     queue_page,
+    record_measures,
+    record_type,
     review_specimen,
 )
 from coinlens.review.details import (
@@ -265,6 +270,20 @@ class ReviewRequest(BaseModel):
     comment: str | None = Field(None, max_length=4000)
 
 
+@contextmanager
+def review_errors() -> Iterator[None]:
+    """The review layer's refusals as HTTP errors: a conflict 409, a missing record 404, a
+    refused value or action 400."""
+    try:
+        yield
+    except ReviewConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    except (SpecimenNotFound, TypeNotFound) as exc:
+        raise HTTPException(404, str(exc)) from None
+    except ReviewError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
 def apply_review(request: Request, specimen_id: int, who: str, body: ReviewRequest) -> dict:
     """One review action, shared by the API and the review pages; catalogued coins join the
     reference index at once."""
@@ -283,7 +302,7 @@ def apply_review(request: Request, specimen_id: int, who: str, body: ReviewReque
                 f"type {body.type!r} is not in the catalogue; to add it, send add_type "
                 "(on the review page: tick 'a new type')",
             )
-    try:
+    with review_errors():
         state = review_specimen(
             home.catalog,
             specimen_id,
@@ -294,12 +313,6 @@ def apply_review(request: Request, specimen_id: int, who: str, body: ReviewReque
             comment=body.comment,
             add_type=add_type,
         )
-    except ReviewConflict as exc:
-        raise HTTPException(409, str(exc)) from None
-    except SpecimenNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    except ReviewError as exc:
-        raise HTTPException(400, str(exc)) from None
     if body.action != "skip":
         state["references_added"] = request.app.state.identifier.add_specimens([specimen_id])
     return state
@@ -309,6 +322,34 @@ def apply_review(request: Request, specimen_id: int, who: str, body: ReviewReque
 def review(request: Request, specimen_id: int, body: ReviewRequest, who: Reviewer) -> dict:
     """Accept the suggested type, correct it, flag a possible new type, or skip."""
     return apply_review(request, specimen_id, who.name, body)
+
+
+class MeasuresRequest(BaseModel):
+    """A specimen's measures: the fields sent are written (null clears one), the rest kept."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is refused, not ignored
+
+    version: int | None = Field(None, description="The specimen version you saw (conflict check).")
+    weight_g: float | None = Field(None, description="Grams, above 0 and at most 5000.")
+    diameter_mm: float | None = Field(None, description="Millimetres, above 0 and at most 500.")
+    die_axis: int | None = Field(None, description="Clock hours, 0 to 12.")
+
+
+@router.patch("/specimens/{specimen_id}")
+def specimen_measures(
+    request: Request, specimen_id: int, body: MeasuresRequest, who: Reviewer
+) -> dict[str, Any]:
+    """Correct or complete a coin's weight, diameter and die axis (checked as a manifest's are;
+    recorded in its audit trail). ``changed`` lists what differed: [old, new] per field."""
+    values = {name: getattr(body, name) for name in body.model_fields_set - {"version"}}
+    with review_errors():
+        return record_measures(
+            _home(request).catalog,
+            specimen_id,
+            reviewer=who.name,
+            expected_version=body.version,
+            values=values,
+        )
 
 
 class RescoreRequest(BaseModel):
@@ -402,6 +443,39 @@ def coin_type(request: Request, type_id: int, _: Reader) -> dict[str, Any]:
     if detail is None:
         raise HTTPException(404, f"type {type_id} does not exist")
     return detail
+
+
+class TypeRecordRequest(BaseModel):
+    """A type's record: the fields sent are written (null or "" clears one), the rest kept."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is refused, not ignored
+
+    version: int | None = Field(None, description="The type version you saw (conflict check).")
+    uri: str | None = Field(None, max_length=1024, description="e.g. a Nomisma type URI.")
+    authority: str | None = Field(None, max_length=255)
+    mint: str | None = Field(None, max_length=255)
+    denomination: str | None = Field(None, max_length=255)
+    date_from: int | None = Field(None, description="A year, negative for BC.")
+    date_to: int | None = None
+    material: str | None = Field(None, max_length=255)
+    description: str | None = Field(None, max_length=4000)
+
+
+@router.patch("/types/{type_id}")
+def edit_type(
+    request: Request, type_id: int, body: TypeRecordRequest, who: Reviewer
+) -> dict[str, Any]:
+    """Fill in or correct a type's record (a type added in review starts as its reference
+    alone); every edit is kept in the type's history. The reference itself does not change."""
+    values = {name: getattr(body, name) for name in body.model_fields_set - {"version"}}
+    with review_errors():
+        return record_type(
+            _home(request).catalog,
+            type_id,
+            reviewer=who.name,
+            expected_version=body.version,
+            values=values,
+        )
 
 
 @router.get("/export")

@@ -24,6 +24,7 @@ from coinlens.api.rest import (
     apply_bulk_accept,
     apply_rescore,
     apply_review,
+    review_errors,
 )
 from coinlens.api.security import (
     LOGIN_CSRF_COOKIE,
@@ -33,9 +34,18 @@ from coinlens.api.security import (
     check_form_csrf,
     same,
 )
-from coinlens.catalog import DECISIONS, CoinType, Specimen
+from coinlens.catalog import DECISIONS, SPECIMEN_MEASURES, CoinType, Specimen
 from coinlens.identify.scoring import confidence_text
-from coinlens.review import QueueFilter, bulk_accept_candidates, queue_counts, queue_page
+from coinlens.review import (
+    TYPE_RECORD_FIELDS,
+    QueueFilter,
+    bulk_accept_candidates,
+    describe_changes,
+    queue_counts,
+    queue_page,
+    record_measures,
+    record_type,
+)
 from coinlens.review.actions import ACTIONS
 from coinlens.review.details import specimen_detail, type_detail
 from coinlens.review.queue import QueueError, batches
@@ -248,6 +258,7 @@ def specimen_page(
             "back": _safe_next(back),
             "can_review": user.can("reviewer"),
             "message": request.query_params.get("message"),
+            "notice": request.query_params.get("notice"),
         },
     )
 
@@ -281,10 +292,52 @@ def review_form(
         apply_review(request, specimen_id, user.name, body)
     except HTTPException as exc:
         if exc.status_code in (400, 409):
-            query = urlencode({"message": exc.detail, **({"back": back} if back else {})})
-            return RedirectResponse(f"/specimens/{specimen_id}?{query}", status_code=303)
+            return _back_to(f"/specimens/{specimen_id}", exc.detail, back)
         raise
     return RedirectResponse(_next_in_queue(request, specimen_id, back), status_code=303)
+
+
+def _saved(changes: dict[str, list]) -> str:
+    return f"saved: {describe_changes(changes)}" if changes else "nothing changed"
+
+
+def _back_to(path: str, message: str, back: str | None = None, *, done: bool = False) -> Response:
+    """Redirect to a page with a refusal's reason (``message``) or, ``done``, what was saved
+    (``notice``)."""
+    query = urlencode(
+        {"notice" if done else "message": message, **({"back": back} if back else {})}
+    )
+    return RedirectResponse(f"{path}?{query}", status_code=303)
+
+
+@pages.post("/specimens/{specimen_id}/record")
+async def measures_form(
+    request: Request,
+    specimen_id: int,
+    user: PageReviewer,
+    version: Annotated[int, Form()],
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    back: Annotated[str | None, Form(max_length=2048)] = None,
+) -> Response:
+    """The specimen page's measures: weight, diameter, die axis as typed (blank clears)."""
+    check_form_csrf(user, csrf_token)
+    form = await request.form()
+    values = {name: str(form.get(name) or "")[:64] for name in SPECIMEN_MEASURES if name in form}
+    path = f"/specimens/{specimen_id}"
+    try:
+        with review_errors():
+            state = record_measures(
+                request.app.state.home.catalog,
+                specimen_id,
+                reviewer=user.name,
+                expected_version=version,
+                values=values,
+            )
+    except HTTPException as exc:
+        if exc.status_code in (400, 409):
+            return _back_to(path, exc.detail, back)
+        raise
+    return _back_to(path, _saved(state["changed"]), back, done=True)
 
 
 @pages.get("/bulk-accept", response_class=HTMLResponse)
@@ -320,4 +373,44 @@ def type_page(request: Request, type_id: int, user: PageReader) -> Response:
         detail = type_detail(session, type_id)
     if detail is None:
         raise HTTPException(404, f"type {type_id} does not exist")
-    return render(request, "type.html", {"user": user, "t": detail})
+    return render(
+        request,
+        "type.html",
+        {
+            "user": user,
+            "t": detail,
+            "fields": TYPE_RECORD_FIELDS,
+            "can_review": user.can("reviewer"),
+            "message": request.query_params.get("message"),
+            "notice": request.query_params.get("notice"),
+        },
+    )
+
+
+@pages.post("/types/{type_id}/record")
+async def type_record_form(
+    request: Request,
+    type_id: int,
+    user: PageReviewer,
+    version: Annotated[int, Form()],
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """The type page's record: each field as typed (blank clears)."""
+    check_form_csrf(user, csrf_token)
+    form = await request.form()
+    values = {name: str(form.get(name) or "") for name in TYPE_RECORD_FIELDS if name in form}
+    path = f"/types/{type_id}"
+    try:
+        with review_errors():
+            state = record_type(
+                request.app.state.home.catalog,
+                type_id,
+                reviewer=user.name,
+                expected_version=version,
+                values=values,
+            )
+    except HTTPException as exc:
+        if exc.status_code in (400, 409):
+            return _back_to(path, exc.detail)
+        raise
+    return _back_to(path, _saved(state["changed"]), done=True)

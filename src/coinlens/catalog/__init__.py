@@ -19,6 +19,7 @@ from coinlens.catalog.models import (
     Review,
     Specimen,
     Suggestion,
+    TypeEdit,
     User,
     WebSession,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "Review",
     "Specimen",
     "Suggestion",
+    "TypeEdit",
     "User",
     "WebSession",
     "catalog_counts",

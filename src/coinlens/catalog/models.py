@@ -25,7 +25,8 @@ SIDES = ("obverse", "reverse", "both", "unknown")
 DECISIONS = ("auto_accept", "review", "possible_new_type")
 JOB_STATES = ("running", "done", "failed", "interrupted")
 ROLES = ("viewer", "reviewer", "admin")
-REVIEW_ACTIONS = ("accept", "correct", "new_type", "skip", "bulk_accept")
+# "record": a reviewer corrected or completed a specimen's measures (the comment says what)
+REVIEW_ACTIONS = ("accept", "correct", "new_type", "skip", "bulk_accept", "record")
 # What a catalogue type says beside its reference and URI, and what is measured on a specimen:
 # the names of the columns in models, CSV manifests, the API and exports alike.
 TYPE_DESCRIPTORS = ("authority", "mint", "denomination", "date_from", "date_to", "material")
@@ -72,6 +73,8 @@ class CoinType(Base):
     date_to: Mapped[int | None] = mapped_column(Integer)
     material: Mapped[str | None] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(Text)
+    # raised by every edit of the record: two curators editing one type cannot overwrite each other
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     specimens: Mapped[list[Specimen]] = relationship(
@@ -193,6 +196,19 @@ class Review(Base):
     from_type_id: Mapped[int | None] = mapped_column(ForeignKey("coin_type.id"))
     to_type_id: Mapped[int | None] = mapped_column(ForeignKey("coin_type.id"))
     comment: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TypeEdit(Base):
+    """One edit of a type's record by a curator: the audit trail of the catalogue's entries.
+    ``changes`` maps each field changed to its [old, new] values."""
+
+    __tablename__ = "type_edit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    type_id: Mapped[int] = mapped_column(ForeignKey("coin_type.id", ondelete="CASCADE"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(255))
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON)
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

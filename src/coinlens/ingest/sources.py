@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -269,34 +269,51 @@ def _whole(column: str, raw: str, *, low: int, high: int, meaning: str) -> int:
     return value
 
 
+def parse_type_descriptors(values: Mapping[str, str]) -> dict[str, Any]:
+    """Validated type descriptors (``TYPE_DESCRIPTORS``) from text, as a manifest row or a
+    curator's form gives them; blank ones are left out. ValueError names the field."""
+    fields: dict[str, Any] = {}
+    for name in ("authority", "mint", "denomination", "material"):
+        if values.get(name):
+            fields[name] = values[name]
+    for name in ("date_from", "date_to"):
+        if values.get(name):
+            fields[name] = _whole(
+                name, values[name], low=-5000, high=3000, meaning="a year, negative for BC"
+            )
+    return fields
+
+
+def check_dates(date_from: int | None, date_to: int | None) -> None:
+    """A type's dates in order (ValueError otherwise)."""
+    if date_from is not None and date_to is not None and date_from > date_to:
+        raise ValueError(f"date_from {date_from} is after date_to {date_to}")
+
+
+def parse_measures(values: Mapping[str, str]) -> dict[str, Any]:
+    """Validated specimen measures (``SPECIMEN_MEASURES``) from text; blank ones are left out.
+    ValueError names the field and the range expected."""
+    fields: dict[str, Any] = {}
+    if values.get("weight_g"):
+        fields["weight_g"] = _number("weight_g", values["weight_g"], low=0, high=5000, unit="grams")
+    if values.get("diameter_mm"):
+        fields["diameter_mm"] = _number(
+            "diameter_mm", values["diameter_mm"], low=0, high=500, unit="millimetres"
+        )
+    if values.get("die_axis"):
+        fields["die_axis"] = _whole(
+            "die_axis", values["die_axis"], low=0, high=12, meaning="clock hours 0 to 12"
+        )
+    return fields
+
+
 def _parse_row(row: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Validated (type fields, specimen fields) of one manifest row; ValueError names the column."""
-    type_fields: dict[str, Any] = {}
-    specimen_fields: dict[str, Any] = {}
-    for column in ("type_uri", "authority", "mint", "denomination", "material"):
-        if row.get(column):
-            type_fields["uri" if column == "type_uri" else column] = row[column]
-    for column in ("date_from", "date_to"):
-        if row.get(column):
-            type_fields[column] = _whole(
-                column, row[column], low=-5000, high=3000, meaning="a year, negative for BC"
-            )
-    dates = (type_fields.get("date_from"), type_fields.get("date_to"))
-    if None not in dates and dates[0] > dates[1]:
-        raise ValueError(f"date_from {dates[0]} is after date_to {dates[1]}")
-    if row.get("weight_g"):
-        specimen_fields["weight_g"] = _number(
-            "weight_g", row["weight_g"], low=0, high=5000, unit="grams"
-        )
-    if row.get("diameter_mm"):
-        specimen_fields["diameter_mm"] = _number(
-            "diameter_mm", row["diameter_mm"], low=0, high=500, unit="millimetres"
-        )
-    if row.get("die_axis"):
-        specimen_fields["die_axis"] = _whole(
-            "die_axis", row["die_axis"], low=0, high=12, meaning="clock hours 0 to 12"
-        )
-    return type_fields, specimen_fields
+    type_fields = parse_type_descriptors(row)
+    if row.get("type_uri"):
+        type_fields["uri"] = row["type_uri"]
+    check_dates(type_fields.get("date_from"), type_fields.get("date_to"))
+    return type_fields, parse_measures(row)
 
 
 def _open_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:

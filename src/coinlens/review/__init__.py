@@ -10,17 +10,31 @@ from coinlens.review.actions import (
     review_specimen,
 )
 from coinlens.review.queue import QueueFilter, QueuePage, queue_counts, queue_page
+from coinlens.review.records import (
+    TYPE_RECORD_FIELDS,
+    TypeNotFound,
+    describe_changes,
+    record_measures,
+    record_type,
+    type_history,
+)
 
 __all__ = [
+    "TYPE_RECORD_FIELDS",
     "QueueFilter",
     "QueuePage",
     "ReviewConflict",
     "ReviewError",
     "SpecimenNotFound",
+    "TypeNotFound",
     "bulk_accept",
     "bulk_accept_candidates",
+    "describe_changes",
     "history",
     "queue_counts",
     "queue_page",
+    "record_measures",
+    "record_type",
     "review_specimen",
+    "type_history",
 ]

@@ -85,7 +85,7 @@ def _review(
             raise SpecimenNotFound(f"specimen {specimen_id} does not exist")
         version = specimen.version if expected_version is None else expected_version
         if specimen.version != version:
-            raise _conflict(session, specimen, version)
+            raise specimen_conflict(session, specimen, version)
         from_type = specimen.type_id
         if add_type is not None:
             added = session.scalar(select(CoinType).where(CoinType.reference == add_type))
@@ -125,7 +125,7 @@ def _review(
             ).rowcount
             if changed != 1:
                 session.refresh(specimen)
-                raise _conflict(session, specimen, version)
+                raise specimen_conflict(session, specimen, version)
         session.add(
             Review(
                 specimen_id=specimen_id,
@@ -148,7 +148,7 @@ def _review(
         }
 
 
-def _conflict(session: Session, specimen: Specimen, seen: int) -> ReviewConflict:
+def specimen_conflict(session: Session, specimen: Specimen, seen: int) -> ReviewConflict:
     last = session.scalar(
         select(Review).where(Review.specimen_id == specimen.id).order_by(Review.id.desc())
     )

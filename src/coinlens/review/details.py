@@ -19,6 +19,7 @@ from coinlens.catalog import (
 from coinlens.identify.scoring import Calibration
 from coinlens.review.actions import history
 from coinlens.review.queue import QueueFilter, queue_counts
+from coinlens.review.records import type_history
 
 TYPE_FIELDS = ("reference", "uri", *TYPE_DESCRIPTORS, "description")
 
@@ -223,6 +224,8 @@ def type_detail(session: Session, type_id: int) -> dict[str, Any] | None:
     # the backlog coins waiting with this type as their top suggestion, per decision
     out["suggested_in_backlog"] = queue_counts(session, QueueFilter(type_id=type_id))
     out["auto_accept_floor"] = auto_accept_floor(session, type_id)
+    out["version"] = coin_type.version
+    out["history"] = type_history(session, type_id)
     return out
 
 
