@@ -3,6 +3,9 @@ API and the review pages; checked as a manifest is, audited, guarded against los
 
 from __future__ import annotations
 
+import csv
+import io
+
 from reviewable import sign_in
 
 
@@ -86,9 +89,9 @@ def test_the_specimen_page_records_measures_as_typed(site) -> None:
     comma = site.client.post(
         f"{path}/record", data={**form, "weight_g": "4,1"}, follow_redirects=False
     )
-    assert comma.status_code == 303  # back to the page, saying why
-    refused = site.client.get(comma.headers["location"])
-    assert 'id="message"' in refused.text and "weight_g" in refused.text
+    assert comma.status_code == 400  # the page again, saying why, with what was typed kept
+    assert 'id="message"' in comma.text and "weight_g &#39;4,1&#39; is not a number" in comma.text
+    assert 'value="4,1"' in comma.text and 'value="12"' in comma.text
     assert _specimen(site, item["id"])["die_axis"] is None  # one bad field stops the whole form
 
     saved = site.client.post(
@@ -156,9 +159,12 @@ def test_a_curator_completes_the_record_of_a_type_added_in_review(site) -> None:
     assert 'id="type-record-form"' in page.text and 'id="type-history"' in page.text
     form = {"csrf_token": _csrf(page.text), "version": str(detail["version"])}
     refused = site.client.post(
-        f"/types/{added['type_id']}/record", data={**form, "date_to": "c. 2001"}
+        f"/types/{added['type_id']}/record",
+        data={**form, "date_to": "c. 2001", "mint": "Paris", "description": "Rainier III"},
     )
-    assert 'id="message"' in refused.text and "date_to" in refused.text
+    assert refused.status_code == 400 and 'id="message"' in refused.text
+    assert "date_to &#39;c. 2001&#39; is not a whole number" in refused.text
+    assert 'value="Paris"' in refused.text and ">Rainier III</textarea>" in refused.text
     saved = site.client.post(
         f"/types/{added['type_id']}/record", data={**form, "mint": "Paris", "material": ""}
     )
@@ -166,7 +172,18 @@ def test_a_curator_completes_the_record_of_a_type_added_in_review(site) -> None:
     final = site.client.get(url, headers=site.auth("vic")).json()
     assert final["mint"] == "Paris" and final["material"] is None and len(final["history"]) == 2
 
-    # exports carry the record
+    # exports carry the record; the coin's reviewer stays who attributed it, not who weighed it
+    weighed = site.client.patch(
+        f"/api/v1/specimens/{item['id']}", json={"weight_g": 8.5}, headers=site.auth("ada")
+    )
+    assert weighed.status_code == 200
     exported = site.client.get("/api/v1/export", params={"format": "csv"}, headers=site.auth("vic"))
-    row = next(line for line in exported.text.splitlines() if item["accession"] in line)
-    assert "Monaco 2e 2001" in row and "Paris" in row and "https://example.org/types" in row
+    (row,) = [
+        r for r in csv.DictReader(io.StringIO(exported.text)) if r["accession"] == item["accession"]
+    ]
+    assert (row["type_reference"], row["mint"], row["weight_g"]) == (
+        "Monaco 2e 2001",
+        "Paris",
+        "8.5",
+    )
+    assert row["type_uri"] == record["uri"] and row["reviewer"] == "rita"

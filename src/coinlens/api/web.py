@@ -245,6 +245,25 @@ def specimen_page(
     request: Request, specimen_id: int, user: PageReader, back: str | None = None
 ) -> Response:
     """A coin beside its suggested types' reference coins, with the review actions."""
+    params = request.query_params
+    return _specimen_page(
+        request, user, specimen_id, back, message=params.get("message"), notice=params.get("notice")
+    )
+
+
+def _specimen_page(
+    request: Request,
+    user: Any,
+    specimen_id: int,
+    back: str | None,
+    *,
+    message: str | None = None,
+    notice: str | None = None,
+    typed: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response:
+    """The specimen page; ``typed``: what a refused form held (and the version its reviewer
+    saw), shown again to be put right instead of typed anew."""
     with request.app.state.home.catalog.reader() as session:
         detail = specimen_detail(session, specimen_id)
     if detail is None:
@@ -254,12 +273,13 @@ def specimen_page(
         "specimen.html",
         {
             "user": user,
-            "s": detail,
+            "s": {**detail, **(typed or {})},
             "back": _safe_next(back),
             "can_review": user.can("reviewer"),
-            "message": request.query_params.get("message"),
-            "notice": request.query_params.get("notice"),
+            "message": message,
+            "notice": notice,
         },
+        status,
     )
 
 
@@ -334,7 +354,12 @@ async def measures_form(
                 values=values,
             )
     except HTTPException as exc:
-        if exc.status_code in (400, 409):
+        if exc.status_code == 400:  # a value put right, the rest kept as typed
+            typed = {**values, "version": version}
+            return _specimen_page(
+                request, user, specimen_id, back, message=exc.detail, typed=typed, status=400
+            )
+        if exc.status_code == 409:  # someone else's change: the page as it is now
             return _back_to(path, exc.detail, back)
         raise
     return _back_to(path, _saved(state["changed"]), back, done=True)
@@ -369,6 +394,23 @@ def bulk_accept_form(
 
 @pages.get("/types/{type_id}", response_class=HTMLResponse)
 def type_page(request: Request, type_id: int, user: PageReader) -> Response:
+    params = request.query_params
+    return _type_page(
+        request, user, type_id, message=params.get("message"), notice=params.get("notice")
+    )
+
+
+def _type_page(
+    request: Request,
+    user: Any,
+    type_id: int,
+    *,
+    message: str | None = None,
+    notice: str | None = None,
+    typed: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response:
+    """The type page; ``typed`` as for ``_specimen_page``."""
     with request.app.state.home.catalog.reader() as session:
         detail = type_detail(session, type_id)
     if detail is None:
@@ -378,12 +420,13 @@ def type_page(request: Request, type_id: int, user: PageReader) -> Response:
         "type.html",
         {
             "user": user,
-            "t": detail,
+            "t": {**detail, **(typed or {})},
             "fields": TYPE_RECORD_FIELDS,
             "can_review": user.can("reviewer"),
-            "message": request.query_params.get("message"),
-            "notice": request.query_params.get("notice"),
+            "message": message,
+            "notice": notice,
         },
+        status,
     )
 
 
@@ -410,7 +453,10 @@ async def type_record_form(
                 values=values,
             )
     except HTTPException as exc:
-        if exc.status_code in (400, 409):
+        if exc.status_code == 400:
+            typed = {**values, "version": version}
+            return _type_page(request, user, type_id, message=exc.detail, typed=typed, status=400)
+        if exc.status_code == 409:
             return _back_to(path, exc.detail)
         raise
     return _back_to(path, _saved(state["changed"]), done=True)

@@ -87,7 +87,8 @@ def export_records(
                 images.setdefault(image.specimen_id, []).append(_export_image(image))
             newest = (
                 select(Review.specimen_id, func.max(Review.id).label("last"))
-                .where(Review.specimen_id.in_(ids), Review.action != "skip")
+                # who attributed the coin: measuring it ("record") or skipping it is not that
+                .where(Review.specimen_id.in_(ids), Review.action.not_in(("skip", "record")))
                 .group_by(Review.specimen_id)
                 .subquery()
             )
