@@ -19,6 +19,7 @@ from coinlens.cli.common import (
     AddressOption,
     EngineOption,
     HomeOption,
+    SidesOption,
     app,
     check_engine,
     err,
@@ -112,6 +113,7 @@ def run_ingest(
     batch: str | None = None,
     engine: str = "local",
     address: str | None = None,
+    sides_from_names: bool = False,
 ) -> IngestReport:
     """Scan ``path`` (a folder, or ``s3://bucket/prefix``; or read ``manifest``) and ingest it,
     with a progress bar and errors; ``engine="ray"`` reads and localises the photos on Ray."""
@@ -119,11 +121,17 @@ def run_ingest(
         scan = read_manifest(manifest, status=status, batch=batch)
         target = str(manifest.resolve())
     elif is_bucket_url(str(path)):
-        scan = scan_bucket(str(path), opened.settings, status=status, batch=batch)
+        scan = scan_bucket(
+            str(path),
+            opened.settings,
+            status=status,
+            batch=batch,
+            sides_from_names=sides_from_names,
+        )
         target = str(path)
     else:
         path = Path(path)
-        scan = scan_folder(path, status=status, batch=batch)
+        scan = scan_folder(path, status=status, batch=batch, sides_from_names=sides_from_names)
         target = str(path.resolve())
     for problem in scan.problems:
         print_error(str(problem))
@@ -208,6 +216,7 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     engine: EngineOption = "local",
     address: AddressOption = None,
+    sides_from_names: SidesOption = False,
 ) -> None:
     """Ingest photos and catalogue data from a folder tree or a CSV manifest."""
     usage_errors: tuple[type[Exception], ...] = (IngestError,)
@@ -219,6 +228,10 @@ def ingest(
         fail(f"--status {status!r} must be catalogued or backlog", 2)
     if manifest is None and path.lower().endswith(".csv") and Path(path).is_file():
         manifest = Path(path)
+    if manifest is not None and sides_from_names:
+        fail(
+            "--sides-from-names reads the sides from file names; a manifest has its side column", 2
+        )
     with open_home(home) as opened:
         try:
             report = run_ingest(
@@ -229,6 +242,7 @@ def ingest(
                 batch=batch,
                 engine=engine,
                 address=address,
+                sides_from_names=sides_from_names,
             )
         except usage_errors as exc:
             fail(str(exc), 2)

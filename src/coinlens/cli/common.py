@@ -50,6 +50,14 @@ EngineOption = Annotated[
         help="local, or ray (localisation and embedding on a Ray cluster: pip install .\\[ray]).",
     ),
 ]
+SidesOption = Annotated[
+    bool,
+    typer.Option(
+        "--sides-from-names",
+        help="A file whose name ends with a side (A1_obv.jpg, A1_rev.jpg; also _o, -r, "
+        ".reverse...) is that side of the coin named before it: one specimen, both sides.",
+    ),
+]
 AddressOption = Annotated[
     str | None,
     typer.Option(

@@ -15,6 +15,7 @@ from coinlens.cli.common import (
     AddressOption,
     EngineOption,
     HomeOption,
+    SidesOption,
     app,
     check_engine,
     err,
@@ -201,9 +202,11 @@ def run_identify(
     engine: str = "local",
     address: str | None = None,
     rescore: bool = False,
+    sides_from_names: bool = False,
 ) -> dict[str, Any]:
     """Ingest ``path`` as backlog, then suggest types for its coins; print and write results.
-    ``rescore``: match again the coins the current model has done."""
+    ``rescore``: match again the coins the current model has done. ``sides_from_names``: files
+    named as the sides of one coin are one specimen (``coinlens.ingest.side_from_name``)."""
     from coinlens.identify.batch import (
         IdentifyProgress,
         identify_specimens,
@@ -215,11 +218,13 @@ def run_identify(
     from coinlens.ingest import ingest_items, is_bucket_url, scan_bucket, scan_path
 
     if is_bucket_url(str(path)):
-        scan = scan_bucket(str(path), home.settings, status="backlog")
+        scan = scan_bucket(
+            str(path), home.settings, status="backlog", sides_from_names=sides_from_names
+        )
         target = str(path)
     else:
         path = Path(path)
-        scan = scan_path(path, status="backlog")
+        scan = scan_path(path, status="backlog", sides_from_names=sides_from_names)
         target = str(path.resolve())
     if not scan.items:
         fail(f"{path}: no images found", 2)
@@ -329,6 +334,7 @@ def identify(
             "are now (after adding a new type's first photos, or coins catalogued in review).",
         ),
     ] = False,
+    sides_from_names: SidesOption = False,
 ) -> None:
     """Suggest types for every coin in the photos, with confidence, evidence and a decision."""
     from coinlens.identify.distributed import RayUnavailable
@@ -346,6 +352,7 @@ def identify(
                 engine=engine,
                 address=address,
                 rescore=rescore,
+                sides_from_names=sides_from_names,
             )
         except IngestError as exc:
             fail(str(exc), 2)

@@ -15,6 +15,7 @@ from coinlens.ingest.sources import (
     scan_bucket,
     scan_folder,
     scan_path,
+    side_from_name,
 )
 
 __all__ = [
@@ -34,4 +35,5 @@ __all__ = [
     "scan_bucket",
     "scan_folder",
     "scan_path",
+    "side_from_name",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -85,14 +86,20 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name in IGNORED_NAMES
 
 
-def scan_folder(root: Path, *, status: str | None = None, batch: str | None = None) -> ScanResult:
+def scan_folder(
+    root: Path,
+    *,
+    status: str | None = None,
+    batch: str | None = None,
+    sides_from_names: bool = False,
+) -> ScanResult:
     """Items for every image file below ``root``.
 
     The label of an image is its parent folder's path relative to ``root`` ("2e", "han/wuzhu");
     images directly in ``root`` have none and become backlog specimens, as does everything when
     ``status`` is "backlog" (the folder label is then kept in the notes, so the backlog can still
     be scored against it). The accession is ``root``'s name plus the path below it, which is stable
-    across re-runs and machines.
+    across re-runs and machines. ``sides_from_names``: see :func:`side_from_name`.
     """
     if not root.exists():
         raise IngestError(f"{root}: no such file or folder")
@@ -129,9 +136,24 @@ def scan_folder(root: Path, *, status: str | None = None, batch: str | None = No
                     relative,
                     status,
                     batch,
+                    sides_from_names,
                 )
             )
     return ScanResult(items, problems, ignored)
+
+
+# A side named at the end of a file's name, after "_", "-", "." or a space: "A1_obv.jpg",
+# "A1-r.jpg", "1944.100.12.reverse.tif" (any case).
+SIDE_IN_NAME = re.compile(r"^(?P<coin>.+?)[-_. ](?P<side>obverse|obv|o|reverse|rev|r)$", re.I)
+
+
+def side_from_name(stem: str) -> tuple[str, str] | None:
+    """(the coin's name, "obverse" or "reverse") where a file name ends with a side, else None."""
+    match = SIDE_IN_NAME.match(stem)
+    if match is None:
+        return None
+    side = "obverse" if match["side"].lower().startswith("o") else "reverse"
+    return match["coin"], side
 
 
 def _labelled_item(
@@ -140,11 +162,18 @@ def _labelled_item(
     relative: PurePosixPath,
     status: str | None,
     batch: str | None,
+    sides_from_names: bool = False,
 ) -> IngestItem:
-    """Label, status, accession and batch of an image at ``relative`` below a root folder."""
+    """Label, status, accession and batch of an image at ``relative`` below a root folder.
+    ``sides_from_names``: a file whose name ends with a side is that side of the coin named
+    before it, so the files of one coin make one specimen (accession without the side)."""
     label = relative.parent.as_posix()
     label = None if label == "." else label
     item.accession = f"{root_name}/{relative.as_posix()}"
+    named = side_from_name(relative.stem) if sides_from_names else None
+    if named is not None:
+        item.accession = f"{root_name}/{relative.with_name(named[0]).as_posix()}"
+        item.side = named[1]
     item.batch = batch or root_name
     if label and status != "backlog":
         item.status = "catalogued"
@@ -191,6 +220,7 @@ def scan_bucket(
     *,
     status: str | None = None,
     batch: str | None = None,
+    sides_from_names: bool = False,
 ) -> ScanResult:
     """Items for every image object below ``s3://bucket/prefix``, labelled like folders.
 
@@ -221,13 +251,19 @@ def scan_bucket(
             source=object_url,
             fetch=BucketObject(url, key, settings),
         )
-        items.append(_labelled_item(item, root_name, relative, status, batch))
+        items.append(_labelled_item(item, root_name, relative, status, batch, sides_from_names))
     if not items and not ignored:
         raise IngestError(f"{url}: no objects found")
     return ScanResult(items, [], ignored)
 
 
-def scan_path(path: Path, *, status: str | None = None, batch: str | None = None) -> ScanResult:
+def scan_path(
+    path: Path,
+    *,
+    status: str | None = None,
+    batch: str | None = None,
+    sides_from_names: bool = False,
+) -> ScanResult:
     """A folder as in :func:`scan_folder`, or a single image file (accession: its folder's name
     and its file name; no label)."""
     if path.is_file():
@@ -236,15 +272,17 @@ def scan_path(path: Path, *, status: str | None = None, batch: str | None = None
                 f"{path}: not an image file name ({', '.join(sorted(IMAGE_SUFFIXES))})"
             )
         resolved = path.resolve()
+        named = side_from_name(resolved.stem) if sides_from_names else None
         item = IngestItem(
             path=resolved,
             origin=str(path),
-            accession=f"{resolved.parent.name}/{resolved.name}",
+            accession=f"{resolved.parent.name}/{named[0] if named else resolved.name}",
+            side=named[1] if named else "unknown",
             status="backlog",
             batch=batch or resolved.parent.name,
         )
         return ScanResult([item], [], [])
-    return scan_folder(path, status=status, batch=batch)
+    return scan_folder(path, status=status, batch=batch, sides_from_names=sides_from_names)
 
 
 def _number(column: str, raw: str, *, low: float, high: float, unit: str) -> float:
