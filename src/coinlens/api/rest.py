@@ -324,6 +324,11 @@ def review(request: Request, specimen_id: int, body: ReviewRequest, who: Reviewe
     return apply_review(request, specimen_id, who.name, body)
 
 
+def _fields_sent(body: BaseModel) -> dict[str, Any]:
+    """The fields a PATCH body named (null among them: clear it), not the version it carries."""
+    return {name: getattr(body, name) for name in body.model_fields_set - {"version"}}
+
+
 class MeasuresRequest(BaseModel):
     """A specimen's measures: the fields sent are written (null clears one), the rest kept."""
 
@@ -341,7 +346,7 @@ def specimen_measures(
 ) -> dict[str, Any]:
     """Correct or complete a coin's weight, diameter and die axis (checked as a manifest's are;
     recorded in its audit trail). ``changed`` lists what differed: [old, new] per field."""
-    values = {name: getattr(body, name) for name in body.model_fields_set - {"version"}}
+    values = _fields_sent(body)
     with review_errors():
         return record_measures(
             _home(request).catalog,
@@ -467,7 +472,7 @@ def edit_type(
 ) -> dict[str, Any]:
     """Fill in or correct a type's record (a type added in review starts as its reference
     alone); every edit is kept in the type's history. The reference itself does not change."""
-    values = {name: getattr(body, name) for name in body.model_fields_set - {"version"}}
+    values = _fields_sent(body)
     with review_errors():
         return record_type(
             _home(request).catalog,

@@ -7,6 +7,7 @@ type-ahead. Every form posts its session's CSRF token.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -343,23 +344,43 @@ async def measures_form(
     check_form_csrf(user, csrf_token)
     form = await request.form()
     values = {name: str(form.get(name) or "")[:64] for name in SPECIMEN_MEASURES if name in form}
-    path = f"/specimens/{specimen_id}"
+    return _save_record(
+        lambda: record_measures(
+            request.app.state.home.catalog,
+            specimen_id,
+            reviewer=user.name,
+            expected_version=version,
+            values=values,
+        ),
+        lambda message: _specimen_page(
+            request,
+            user,
+            specimen_id,
+            back,
+            message=message,
+            typed={**values, "version": version},
+            status=400,
+        ),
+        f"/specimens/{specimen_id}",
+        back,
+    )
+
+
+def _save_record(
+    save: Callable[[], dict[str, Any]],
+    refused_page: Callable[[str], Response],
+    path: str,
+    back: str | None = None,
+) -> Response:
+    """A record form's answer: what was saved (back to ``path``); a refused value, the page
+    again with what was typed (``refused_page``); someone else's change, the page as it is now."""
     try:
         with review_errors():
-            state = record_measures(
-                request.app.state.home.catalog,
-                specimen_id,
-                reviewer=user.name,
-                expected_version=version,
-                values=values,
-            )
+            state = save()
     except HTTPException as exc:
-        if exc.status_code == 400:  # a value put right, the rest kept as typed
-            typed = {**values, "version": version}
-            return _specimen_page(
-                request, user, specimen_id, back, message=exc.detail, typed=typed, status=400
-            )
-        if exc.status_code == 409:  # someone else's change: the page as it is now
+        if exc.status_code == 400:
+            return refused_page(exc.detail)
+        if exc.status_code == 409:
             return _back_to(path, exc.detail, back)
         raise
     return _back_to(path, _saved(state["changed"]), back, done=True)
@@ -442,21 +463,21 @@ async def type_record_form(
     check_form_csrf(user, csrf_token)
     form = await request.form()
     values = {name: str(form.get(name) or "") for name in TYPE_RECORD_FIELDS if name in form}
-    path = f"/types/{type_id}"
-    try:
-        with review_errors():
-            state = record_type(
-                request.app.state.home.catalog,
-                type_id,
-                reviewer=user.name,
-                expected_version=version,
-                values=values,
-            )
-    except HTTPException as exc:
-        if exc.status_code == 400:
-            typed = {**values, "version": version}
-            return _type_page(request, user, type_id, message=exc.detail, typed=typed, status=400)
-        if exc.status_code == 409:
-            return _back_to(path, exc.detail)
-        raise
-    return _back_to(path, _saved(state["changed"]), done=True)
+    return _save_record(
+        lambda: record_type(
+            request.app.state.home.catalog,
+            type_id,
+            reviewer=user.name,
+            expected_version=version,
+            values=values,
+        ),
+        lambda message: _type_page(
+            request,
+            user,
+            type_id,
+            message=message,
+            typed={**values, "version": version},
+            status=400,
+        ),
+        f"/types/{type_id}",
+    )

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from coinlens.catalog import Catalog, CoinType, Review, Specimen, type_references
+from coinlens.catalog import Catalog, CoinType, Review, Specimen, TypeEdit, type_references
 from coinlens.catalog.models import utcnow
 
 ACTIONS = ("accept", "correct", "new_type", "skip")
@@ -85,7 +85,7 @@ def _review(
             raise SpecimenNotFound(f"specimen {specimen_id} does not exist")
         version = specimen.version if expected_version is None else expected_version
         if specimen.version != version:
-            raise specimen_conflict(session, specimen, version)
+            raise stale_conflict(session, specimen, version)
         from_type = specimen.type_id
         if add_type is not None:
             added = session.scalar(select(CoinType).where(CoinType.reference == add_type))
@@ -116,16 +116,8 @@ def _review(
             values = {"type_id": chosen, "status": "catalogued"}
         elif action == "new_type":
             values = {"type_id": None, "status": "in_review"}
-        if values:
-            changed = session.execute(
-                update(Specimen)
-                .where(Specimen.id == specimen_id, Specimen.version == version)
-                .values(**values, version=Specimen.version + 1, updated_at=utcnow())
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if changed != 1:
-                session.refresh(specimen)
-                raise specimen_conflict(session, specimen, version)
+        if values and not update_if_unchanged(session, specimen, version, values):
+            raise stale_conflict(session, specimen, version)
         session.add(
             Review(
                 specimen_id=specimen_id,
@@ -148,14 +140,43 @@ def _review(
         }
 
 
-def specimen_conflict(session: Session, specimen: Specimen, seen: int) -> ReviewConflict:
-    last = session.scalar(
-        select(Review).where(Review.specimen_id == specimen.id).order_by(Review.id.desc())
-    )
-    who = f" by {last.reviewer} ({last.action})" if last else ""
+def update_if_unchanged(
+    session: Session, row: Specimen | CoinType, version: int, values: dict[str, Any]
+) -> bool:
+    """Write ``values`` to ``row`` and raise its version, only if its version is still the one
+    the reviewer saw (one UPDATE, so two reviewers cannot both pass); False, with ``row``
+    refreshed, if someone changed it meanwhile."""
+    model = type(row)
+    if model is Specimen:
+        values = {**values, "updated_at": utcnow()}
+    changed = session.execute(
+        update(model)
+        .where(model.id == row.id, model.version == version)
+        .values(**values, version=model.version + 1)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed != 1:
+        session.refresh(row)
+    return changed == 1
+
+
+def stale_conflict(session: Session, row: Specimen | CoinType, seen: int) -> ReviewConflict:
+    """The refusal of a change made on a stale page: who changed the record since."""
+    if isinstance(row, Specimen):
+        last = session.scalar(
+            select(Review).where(Review.specimen_id == row.id).order_by(Review.id.desc())
+        )
+        what = f"specimen {row.accession}"
+        who = f" by {last.reviewer} ({last.action})" if last else ""
+    else:
+        edit = session.scalar(
+            select(TypeEdit).where(TypeEdit.type_id == row.id).order_by(TypeEdit.id.desc())
+        )
+        what = f"type {row.reference}"
+        who = f" by {edit.reviewer}" if edit else ""
     return ReviewConflict(
-        f"specimen {specimen.accession} was changed{who} after you opened it "
-        f"(version {seen}, now {specimen.version}); reload it to see the change"
+        f"{what} was changed{who} after you opened it (version {seen}, now {row.version}); "
+        "reload it to see the change"
     )
 
 

@@ -10,10 +10,10 @@ edit is one transaction, guarded by the version the curator saw, and leaves an a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from coinlens.catalog import (
@@ -25,13 +25,12 @@ from coinlens.catalog import (
     Specimen,
     TypeEdit,
 )
-from coinlens.catalog.models import utcnow
 from coinlens.ingest import check_dates, parse_measures, parse_type_descriptors
 from coinlens.review.actions import (
-    ReviewConflict,
     ReviewError,
     SpecimenNotFound,
-    specimen_conflict,
+    stale_conflict,
+    update_if_unchanged,
 )
 
 TYPE_RECORD_FIELDS = ("uri", *TYPE_DESCRIPTORS, "description")
@@ -69,6 +68,10 @@ def _changes(current: object, texts: dict[str, str], parsed: dict[str, Any]) -> 
     return changes
 
 
+def _new_values(changes: dict[str, list]) -> dict[str, Any]:
+    return {name: new for name, (_, new) in changes.items()}
+
+
 def describe_changes(changes: dict[str, list]) -> str:
     """``changes`` ({field: [old, new]}) as one line: "weight_g 3.92 (was none); ..."."""
 
@@ -91,52 +94,20 @@ def record_measures(
     """Set a specimen's measures (``weight_g``, ``diameter_mm``, ``die_axis``): each field given
     is written, a blank one cleared, the others kept. Nothing changed, nothing written (no new
     version, no trail). ``expected_version`` None means "whatever is there now"."""
-    texts = _texts(values, SPECIMEN_MEASURES)
-    try:
-        parsed = parse_measures(texts)
-    except ValueError as exc:
-        raise ReviewError(str(exc)) from None
-    with catalog.session() as session:
-        specimen = session.get(Specimen, specimen_id)
-        if specimen is None:
-            raise SpecimenNotFound(f"specimen {specimen_id} does not exist")
-        version = specimen.version if expected_version is None else expected_version
-        if specimen.version != version:
-            raise specimen_conflict(session, specimen, version)
-        changes = _changes(specimen, texts, parsed)
-        if changes:
-            changed = session.execute(
-                update(Specimen)
-                .where(Specimen.id == specimen_id, Specimen.version == version)
-                .values(
-                    **{name: new for name, (_, new) in changes.items()},
-                    version=Specimen.version + 1,
-                    updated_at=utcnow(),
-                )
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if changed != 1:
-                session.refresh(specimen)
-                raise specimen_conflict(session, specimen, version)
-            session.add(
-                Review(
-                    specimen_id=specimen_id,
-                    reviewer=reviewer,
-                    action="record",
-                    from_type_id=specimen.type_id,
-                    to_type_id=specimen.type_id,
-                    comment=describe_changes(changes),
-                )
-            )
-            session.flush()
-            session.refresh(specimen)
-        return {
-            "id": specimen.id,
-            "accession": specimen.accession,
-            "version": specimen.version,
-            **{name: getattr(specimen, name) for name in SPECIMEN_MEASURES},
-            "changed": changes,
-        }
+
+    def trail(specimen: Specimen, changes: dict[str, list]) -> Review:
+        return Review(
+            specimen_id=specimen.id,
+            reviewer=reviewer,
+            action="record",
+            from_type_id=specimen.type_id,
+            to_type_id=specimen.type_id,
+            comment=describe_changes(changes),
+        )
+
+    return _record(
+        catalog, Specimen, specimen_id, expected_version, SPECIMEN_MEASURES, values, trail
+    )
 
 
 def record_type(
@@ -149,46 +120,57 @@ def record_type(
 ) -> dict[str, Any]:
     """Set a type's record (``uri``, the descriptors, ``description``) as ``record_measures``
     sets a specimen's. The reference, the type's identity in exports and models, stays."""
-    texts = _texts(values, TYPE_RECORD_FIELDS)
+
+    def trail(coin_type: CoinType, changes: dict[str, list]) -> TypeEdit:
+        return TypeEdit(type_id=coin_type.id, reviewer=reviewer, changes=changes)
+
+    return _record(catalog, CoinType, type_id, expected_version, TYPE_RECORD_FIELDS, values, trail)
+
+
+def _record(
+    catalog: Catalog,
+    model: type[Specimen] | type[CoinType],
+    row_id: int,
+    expected_version: int | None,
+    fields: tuple[str, ...],
+    values: Mapping[str, Any],
+    trail: Callable[[Any, dict[str, list]], object],
+) -> dict[str, Any]:
+    """Check ``values`` by the manifest's rules, write what differs from ``model`` row
+    ``row_id`` if its version is the one seen, with ``trail``'s audit row; the row's state."""
+    texts = _texts(values, fields)
     try:
-        parsed = parse_type_descriptors(texts)
+        parsed = parse_measures(texts) if model is Specimen else parse_type_descriptors(texts)
     except ValueError as exc:
         raise ReviewError(str(exc)) from None
     with catalog.session() as session:
-        coin_type = session.get(CoinType, type_id)
-        if coin_type is None:
-            raise TypeNotFound(f"type {type_id} does not exist")
-        version = coin_type.version if expected_version is None else expected_version
-        if coin_type.version != version:
-            raise type_conflict(session, coin_type, version)
-        changes = _changes(coin_type, texts, parsed)
-        dates = {name: getattr(coin_type, name) for name in ("date_from", "date_to")}
-        dates |= {name: new for name, (_, new) in changes.items() if name in dates}
-        try:
-            check_dates(dates["date_from"], dates["date_to"])
-        except ValueError as exc:
-            raise ReviewError(str(exc)) from None
+        row = session.get(model, row_id)
+        if row is None:
+            missing = SpecimenNotFound if model is Specimen else TypeNotFound
+            raise missing(f"{'specimen' if model is Specimen else 'type'} {row_id} does not exist")
+        changes = _changes(row, texts, parsed)
+        if model is CoinType:  # the dates in order, as they will stand
+            dates = {name: getattr(row, name) for name in ("date_from", "date_to")}
+            dates |= {name: new for name, (_, new) in changes.items() if name in dates}
+            try:
+                check_dates(dates["date_from"], dates["date_to"])
+            except ValueError as exc:
+                raise ReviewError(str(exc)) from None
+        version = row.version if expected_version is None else expected_version
+        if row.version != version or (
+            changes and not update_if_unchanged(session, row, version, _new_values(changes))
+        ):
+            raise stale_conflict(session, row, version)
         if changes:
-            changed = session.execute(
-                update(CoinType)
-                .where(CoinType.id == type_id, CoinType.version == version)
-                .values(
-                    **{name: new for name, (_, new) in changes.items()},
-                    version=CoinType.version + 1,
-                )
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if changed != 1:
-                session.refresh(coin_type)
-                raise type_conflict(session, coin_type, version)
-            session.add(TypeEdit(type_id=type_id, reviewer=reviewer, changes=changes))
+            session.add(trail(row, changes))
             session.flush()
-            session.refresh(coin_type)
+            session.refresh(row)
+        name = "accession" if model is Specimen else "reference"
         return {
-            "id": coin_type.id,
-            "reference": coin_type.reference,
-            "version": coin_type.version,
-            **{name: getattr(coin_type, name) for name in TYPE_RECORD_FIELDS},
+            "id": row.id,
+            name: getattr(row, name),
+            "version": row.version,
+            **{field: getattr(row, field) for field in fields},
             "changed": changes,
         }
 
@@ -207,14 +189,3 @@ def type_history(session: Session, type_id: int) -> list[dict[str, Any]]:
         }
         for e in edits
     ]
-
-
-def type_conflict(session: Session, coin_type: CoinType, seen: int) -> ReviewConflict:
-    last = session.scalar(
-        select(TypeEdit).where(TypeEdit.type_id == coin_type.id).order_by(TypeEdit.id.desc())
-    )
-    who = f" by {last.reviewer}" if last else ""
-    return ReviewConflict(
-        f"type {coin_type.reference} was changed{who} after you opened it (version {seen}, now "
-        f"{coin_type.version}); reload it to see the change"
-    )
