@@ -3,6 +3,7 @@ one specimen with both sides, in ingest and in identify, so both sides count in 
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -82,3 +83,12 @@ def test_identify_matches_both_sides_of_a_coin_as_one(cli, home: Path, tmp_path:
         ("B7_r.jpg", "reverse"),
     ]
     assert both["suggestions"][0]["type"] == "2e"
+    table = tmp_path / "out.csv"  # the CSV names both photos of the coin too
+    assert (
+        cli("identify", batch, "--home", home, "--sides-from-names", "--out", table).exit_code == 0
+    )
+    rows = {row["accession"]: row for row in csv.DictReader(table.open(encoding="utf-8"))}
+    assert rows["batch/B7"]["images"] == (
+        f"obverse: {batch / 'B7_o.jpg'} | reverse: {batch / 'B7_r.jpg'}"
+    )
+    assert rows["batch/B8.jpg"]["images"] == f"unknown: {batch / 'B8.jpg'}"

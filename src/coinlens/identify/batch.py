@@ -312,12 +312,16 @@ def write_results(path: Path, records: Iterator[dict[str, Any]], top_k: int) -> 
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
         if path.suffix.lower() == ".csv":
             columns = ["source", "accession", "specimen_id", "decision", "decision_reason"]
+            columns.append("images")  # every photo of the coin, "side: source", " | " between
             for k in range(1, top_k + 1):
                 columns += [f"type_{k}", f"score_{k}", f"evidence_{k}"]
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             for record in records:
                 row = {c: record.get(c) for c in columns[:5]}
+                row["images"] = " | ".join(
+                    f"{image['side']}: {image['source']}" for image in record.get("images", [])
+                )
                 for s in record["suggestions"][:top_k]:
                     row[f"type_{s['rank']}"] = s["type"]
                     row[f"score_{s['rank']}"] = f"{s['score']:.4f}"
