@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from coinlens.identify.evaluate import LabelledSet, per_type_report
+from reviewable import SAMPLE
 
 
 def test_a_labelled_set_keeps_only_some_types_with_all_their_crops() -> None:
@@ -93,3 +97,30 @@ def test_a_types_auto_accept_floor_guards_that_type_whatever_its_number(tmp_path
     others = [by_type[label] for label in ("1c", "5c") if by_type[label]["suggested"]]
     assert others and all(row["auto_accepted"] == row["suggested"] for row in others)
     assert summary["decisions"]["auto_accept"] == sum(row["suggested"] for row in others)
+
+
+def test_eval_reads_the_photos_as_identify_does(cli, home: Path, tmp_path: Path) -> None:
+    """The numbers eval gives are those identify earns on the same photos: the same crops (as
+    ingest stores them), matches and decisions, coin for coin."""
+    references, queries = tmp_path / "refs", tmp_path / "queries"
+    for name in ("1c", "10c", "20c", "2e"):
+        for folder, source, count in ((references, "references", 6), (queries, "backlog", 5)):
+            (folder / name).mkdir(parents=True)
+            for path in sorted((SAMPLE / source / name).glob("*.jpg"))[:count]:
+                shutil.copy(path, folder / name / path.name)
+    assert cli("init", "--home", home).exit_code == 0
+    assert cli("ingest", references, "--home", home).exit_code == 0
+    # identify first: it fits the untrained backbone's calibration on the catalogue, which eval
+    # then uses too (eval alone on an untrained home has the default calibration)
+    identified = cli("identify", queries, "--home", home, "--out", tmp_path / "out.jsonl")
+    assert identified.exit_code == 0, identified.stderr
+    measured = cli("eval", "--home", home, "--references", references, "--queries", queries,
+                   "--json", tmp_path / "eval.json")  # fmt: skip
+    assert measured.exit_code == 0, measured.stderr
+    summary = json.loads((tmp_path / "eval.json").read_text())
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    right = [r["suggestions"][0]["type"] == Path(r["source"]).parent.name for r in records]
+    assert summary["n_queries"] == len(records) == 20
+    assert summary["top1"] == round(sum(right) / len(right), 4)
+    decided = Counter(r["decision"] for r in records)
+    assert summary["decisions"] == {d: decided[d] for d in summary["decisions"]}

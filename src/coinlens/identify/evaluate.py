@@ -31,7 +31,6 @@ from coinlens.model.transforms import crop_to_array
 from coinlens.storage import atomic_write, sha256_hex
 from coinlens.vision import ImageLoadError, encode_jpeg, load_image
 from coinlens.vision.cues import crop_cues
-from coinlens.vision.keypoints import FEATURE_SIZE
 from coinlens.vision.localise import crop_coin, locate_coins
 
 PRECISIONS = ("0.95", "0.98")
@@ -113,9 +112,12 @@ def load_labelled(
         if layout.kind == "pair":
             out.keypoint_pictures[group] = keypoint_photo(image)
         for box in boxes:
-            crop = crop_coin(image, box, max_size=FEATURE_SIZE)
-            out.crops.append(crop_to_array(crop, size))
-            out.keypoint_crops.append(encode_jpeg(crop, quality=90))
+            # the crop as ingest stores it and identify reads it back (a JPEG, at most
+            # CROP_MAX_SIZE px): eval measures what identify does, not what the raw pixels allow
+            # (kaa test, seed-1 model: 0.9493 on raw crops, 0.9454 stored, as identify reads)
+            stored = encode_jpeg(crop_coin(image, box))
+            out.crops.append(crop_to_array(PILImage.open(io.BytesIO(stored)), size))
+            out.keypoint_crops.append(stored)
             out.rounds.append(box.round)
             out.framed.append(layout.kind == "crop")
             out.group_of_crop.append(group)
