@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -324,9 +324,24 @@ def review(request: Request, specimen_id: int, body: ReviewRequest, who: Reviewe
     return apply_review(request, specimen_id, who.name, body)
 
 
-def _fields_sent(body: BaseModel) -> dict[str, Any]:
-    """The fields a PATCH body named (null among them: clear it), not the version it carries."""
-    return {name: getattr(body, name) for name in body.model_fields_set - {"version"}}
+def _patch(
+    request: Request,
+    record: Callable[..., dict[str, Any]],
+    row_id: int,
+    who: str,
+    body: MeasuresRequest | TypeRecordRequest,
+) -> dict[str, Any]:
+    """A PATCH of a record (``record_measures`` or ``record_type``): the fields the body named
+    (null among them: clear it) are written, if the version it carries is still current."""
+    values = {name: getattr(body, name) for name in body.model_fields_set - {"version"}}
+    with review_errors():
+        return record(
+            _home(request).catalog,
+            row_id,
+            reviewer=who,
+            expected_version=body.version,
+            values=values,
+        )
 
 
 class MeasuresRequest(BaseModel):
@@ -346,15 +361,7 @@ def specimen_measures(
 ) -> dict[str, Any]:
     """Correct or complete a coin's weight, diameter and die axis (checked as a manifest's are;
     recorded in its audit trail). ``changed`` lists what differed: [old, new] per field."""
-    values = _fields_sent(body)
-    with review_errors():
-        return record_measures(
-            _home(request).catalog,
-            specimen_id,
-            reviewer=who.name,
-            expected_version=body.version,
-            values=values,
-        )
+    return _patch(request, record_measures, specimen_id, who.name, body)
 
 
 class RescoreRequest(BaseModel):
@@ -472,15 +479,7 @@ def edit_type(
 ) -> dict[str, Any]:
     """Fill in or correct a type's record (a type added in review starts as its reference
     alone); every edit is kept in the type's history. The reference itself does not change."""
-    values = _fields_sent(body)
-    with review_errors():
-        return record_type(
-            _home(request).catalog,
-            type_id,
-            reviewer=who.name,
-            expected_version=body.version,
-            values=values,
-        )
+    return _patch(request, record_type, type_id, who.name, body)
 
 
 @router.get("/export")

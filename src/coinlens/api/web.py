@@ -341,45 +341,52 @@ async def measures_form(
     back: Annotated[str | None, Form(max_length=2048)] = None,
 ) -> Response:
     """The specimen page's measures: weight, diameter, die axis as typed (blank clears)."""
-    check_form_csrf(user, csrf_token)
-    form = await request.form()
-    values = {name: str(form.get(name) or "")[:64] for name in SPECIMEN_MEASURES if name in form}
-    return _save_record(
-        lambda: record_measures(
-            request.app.state.home.catalog,
-            specimen_id,
-            reviewer=user.name,
-            expected_version=version,
-            values=values,
-        ),
-        lambda message: _specimen_page(
-            request,
-            user,
-            specimen_id,
-            back,
-            message=message,
-            typed={**values, "version": version},
-            status=400,
+    return await _save_record(
+        request,
+        user,
+        csrf_token,
+        record_measures,
+        specimen_id,
+        version,
+        SPECIMEN_MEASURES,
+        lambda message, typed: _specimen_page(
+            request, user, specimen_id, back, message=message, typed=typed, status=400
         ),
         f"/specimens/{specimen_id}",
         back,
     )
 
 
-def _save_record(
-    save: Callable[[], dict[str, Any]],
-    refused_page: Callable[[str], Response],
+async def _save_record(
+    request: Request,
+    user: Any,
+    csrf_token: str,
+    record: Callable[..., dict[str, Any]],
+    row_id: int,
+    version: int,
+    fields: tuple[str, ...],
+    refused_page: Callable[[str, dict[str, Any]], Response],
     path: str,
     back: str | None = None,
 ) -> Response:
-    """A record form's answer: what was saved (back to ``path``); a refused value, the page
-    again with what was typed (``refused_page``); someone else's change, the page as it is now."""
+    """A record form (``record``: ``record_measures`` or ``record_type``) saved: back to
+    ``path`` saying what changed; a refused value, the page again with what was typed
+    (``refused_page``); someone else's change meanwhile, the page as it is now."""
+    check_form_csrf(user, csrf_token)
+    form = await request.form()
+    values = {name: str(form.get(name) or "")[:4000] for name in fields if name in form}
     try:
         with review_errors():
-            state = save()
+            state = record(
+                request.app.state.home.catalog,
+                row_id,
+                reviewer=user.name,
+                expected_version=version,
+                values=values,
+            )
     except HTTPException as exc:
         if exc.status_code == 400:
-            return refused_page(exc.detail)
+            return refused_page(exc.detail, {**values, "version": version})
         if exc.status_code == 409:
             return _back_to(path, exc.detail, back)
         raise
@@ -460,24 +467,16 @@ async def type_record_form(
     csrf_token: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
     """The type page's record: each field as typed (blank clears)."""
-    check_form_csrf(user, csrf_token)
-    form = await request.form()
-    values = {name: str(form.get(name) or "") for name in TYPE_RECORD_FIELDS if name in form}
-    return _save_record(
-        lambda: record_type(
-            request.app.state.home.catalog,
-            type_id,
-            reviewer=user.name,
-            expected_version=version,
-            values=values,
-        ),
-        lambda message: _type_page(
-            request,
-            user,
-            type_id,
-            message=message,
-            typed={**values, "version": version},
-            status=400,
+    return await _save_record(
+        request,
+        user,
+        csrf_token,
+        record_type,
+        type_id,
+        version,
+        TYPE_RECORD_FIELDS,
+        lambda message, typed: _type_page(
+            request, user, type_id, message=message, typed=typed, status=400
         ),
         f"/types/{type_id}",
     )
