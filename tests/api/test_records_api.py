@@ -169,6 +169,10 @@ def test_a_curator_completes_the_record_of_a_type_added_in_review(site) -> None:
         f"/types/{added['type_id']}/record", data={**form, "mint": "Paris", "material": ""}
     )
     assert 'id="notice"' in saved.text and "mint Paris (was none)" in saved.text
+    too_long = site.client.post(
+        f"/types/{added['type_id']}/record", data={**form, "description": "x" * 4001}
+    )  # refused whole, never stored cut short
+    assert too_long.status_code == 400 and "description is 4001 characters long" in too_long.text
     final = site.client.get(url, headers=site.auth("vic")).json()
     assert final["mint"] == "Paris" and final["material"] is None and len(final["history"]) == 2
 

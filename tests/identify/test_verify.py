@@ -3,6 +3,7 @@ missed it, by letting descriptors vote over a small collection's references."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,10 @@ from PIL import Image
 
 from coinlens.identify.engine import Matcher
 from coinlens.identify.scoring import Calibration
-from coinlens.identify.verify import KeypointVerifier
+from coinlens.identify.verify import KeypointVerifier, decode_crop
 from coinlens.index import ReferenceIndex
 from coinlens.vision import load_image
+from coinlens.vision.keypoints import FEATURE_SIZE
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "euro-coins" / "references"
 
@@ -244,3 +246,22 @@ def test_pair_photos_reach_the_verifier_from_ingest_and_upload(cli, home: Path, 
     assert len(uploaded) == 2 and all(c.picture_jpeg for c in uploaded)
     single = coins_in_photo((folder / "single.jpg").read_bytes(), max_pixels=10**8)
     assert len(single) == 1 and single[0].picture_jpeg is None
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def test_a_stored_crop_is_read_for_keypoints_by_a_proper_resize() -> None:
+    """A 640 px stored crop is decoded whole and resized to the keypoint size, as a decode at
+    full size would give it, not by the JPEG's own half-scale decoding (which lost matches); a
+    large photo still decodes at a fraction first and comes out at the keypoint size."""
+    coin = load_image(sorted((SAMPLE / "2e").glob("*.jpg"))[0].read_bytes()).rgb
+    crop = _jpeg(coin.resize((640, 640), Image.Resampling.LANCZOS))
+    expected = Image.open(io.BytesIO(crop)).convert("RGB")
+    expected.thumbnail((FEATURE_SIZE, FEATURE_SIZE))
+    assert np.array_equal(decode_crop(crop), np.asarray(expected))
+    photo = decode_crop(_jpeg(coin.resize((2600, 2600), Image.Resampling.BICUBIC)))
+    assert photo.shape == (FEATURE_SIZE, FEATURE_SIZE, 3)

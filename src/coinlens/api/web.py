@@ -374,7 +374,8 @@ async def _save_record(
     (``refused_page``); someone else's change meanwhile, the page as it is now."""
     check_form_csrf(user, csrf_token)
     form = await request.form()
-    values = {name: str(form.get(name) or "")[:4000] for name in fields if name in form}
+    # as typed, whole: a value too long is refused by the record's limits, never cut short
+    values = {name: str(form.get(name) or "") for name in fields if name in form}
     try:
         with review_errors():
             state = record(

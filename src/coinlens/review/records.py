@@ -34,10 +34,13 @@ from coinlens.review.actions import (
 )
 
 TYPE_RECORD_FIELDS = ("uri", *TYPE_DESCRIPTORS, "description")
-# the longest text each field holds (the columns' widths; a description is free text)
-_TEXT_LIMITS = {"uri": 1024, "description": 4000} | {
-    name: 255 for name in ("authority", "mint", "denomination", "material")
-}
+# the longest text each field holds (the columns' widths; a description is free text; a measure
+# is a number, so anything longer is a paste gone wrong, refused before it is read)
+_TEXT_LIMITS = (
+    {"uri": 1024, "description": 4000}
+    | {name: 255 for name in ("authority", "mint", "denomination", "material")}
+    | {name: 32 for name in SPECIMEN_MEASURES}
+)
 
 
 class TypeNotFound(ReviewError):
