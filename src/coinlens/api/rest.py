@@ -29,6 +29,7 @@ from coinlens.review import (
     SpecimenNotFound,
     TypeNotFound,
     bulk_accept,
+    link_sides,
     queue_counts,
     queue_page,
     record_measures,
@@ -362,6 +363,59 @@ def specimen_measures(
     """Correct or complete a coin's weight, diameter and die axis (checked as a manifest's are;
     recorded in its audit trail). ``changed`` lists what differed: [old, new] per field."""
     return _patch(request, record_measures, specimen_id, who.name, body)
+
+
+class LinkRequest(BaseModel):
+    """Two specimens that are one coin: the other's photos join this one as its other side."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    other: str = Field(
+        ..., min_length=1, max_length=255, description="Accession of the other side's specimen."
+    )
+    side: Literal["obverse", "reverse"] = Field(..., description="What this coin's photos show.")
+    version: int | None = Field(None, description="The specimen version you saw (conflict check).")
+    other_version: int | None = Field(None, description="The other specimen's version you saw.")
+
+
+def apply_link(request: Request, specimen_id: int, who: str, body: LinkRequest) -> dict:
+    """Link the sides (``link_sides``), then match the coin again on both sides at once where a
+    model is ready (a backlog coin gets its new suggestions in the same request), and keep the
+    reference index in step for a catalogued one."""
+    from coinlens.identify.batch import identify_specimens
+
+    home = _home(request)
+    with review_errors():
+        state = link_sides(
+            home.catalog,
+            specimen_id,
+            body.other,
+            side=body.side,
+            reviewer=who,
+            expected_version=body.version,
+            other_version=body.other_version,
+        )
+    identifier = request.app.state.identifier
+    state["references_added"] = identifier.add_specimens([specimen_id])
+    state["matched"] = False
+    if state["status"] != "catalogued":
+        try:
+            model, matcher = identifier.ready()
+        except NoReferences:
+            return state  # no references yet: the next identify matches it
+        identify_specimens(
+            home, model, matcher, [specimen_id], target=f"link by {who}", rescore=True
+        )
+        state["matched"] = True
+    return state
+
+
+@router.post("/specimens/{specimen_id}/link")
+def link(request: Request, specimen_id: int, body: LinkRequest, who: Reviewer) -> dict[str, Any]:
+    """The specimen with accession ``other`` is this coin's other side: its photos join this
+    one (``side``: what this one's photos show), its accession becomes an alias, and the coin is
+    matched again on both sides."""
+    return apply_link(request, specimen_id, who.name, body)
 
 
 class RescoreRequest(BaseModel):

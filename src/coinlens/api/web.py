@@ -20,9 +20,11 @@ from sqlalchemy import select
 from coinlens.api.accounts import check_password, end_session, start_session
 from coinlens.api.rest import (
     RESCORE_LIMIT,
+    LinkRequest,
     RescoreRequest,
     ReviewRequest,
     apply_bulk_accept,
+    apply_link,
     apply_rescore,
     apply_review,
     review_errors,
@@ -50,6 +52,7 @@ from coinlens.review import (
 from coinlens.review.actions import ACTIONS
 from coinlens.review.details import specimen_detail, type_detail
 from coinlens.review.queue import QueueError, batches
+from coinlens.review.sides import OTHER_SIDE
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters["confidence"] = lambda score: confidence_text(score, 3)
@@ -392,6 +395,40 @@ async def _save_record(
             return _back_to(path, exc.detail, back)
         raise
     return _back_to(path, _saved(state["changed"]), back, done=True)
+
+
+@pages.post("/specimens/{specimen_id}/link")
+def link_form(
+    request: Request,
+    specimen_id: int,
+    user: PageReviewer,
+    version: Annotated[int, Form()],
+    other: Annotated[str, Form(max_length=255)],
+    side: Annotated[str, Form(max_length=16)],
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    back: Annotated[str | None, Form(max_length=2048)] = None,
+) -> Response:
+    """The specimen page's "Link sides": another specimen's photos become this coin's other
+    side; back to the coin, matched again on both sides, or to the reason it was refused."""
+    check_form_csrf(user, csrf_token)
+    path = f"/specimens/{specimen_id}"
+    if side not in OTHER_SIDE:
+        return _back_to(path, f"side {side!r}: obverse or reverse", back)
+    if not other.strip():
+        return _back_to(
+            path, "give the accession of the coin whose photos are the other side", back
+        )
+    body = LinkRequest(other=other.strip(), side=side, version=version)
+    try:
+        state = apply_link(request, specimen_id, user.name, body)
+    except HTTPException as exc:
+        if exc.status_code in (400, 409):
+            return _back_to(path, exc.detail, back)
+        raise
+    done = f"linked: {state['linked']}'s photos are this coin's {OTHER_SIDE[side]}"
+    if state["matched"]:
+        done += "; matched again on both sides"
+    return _back_to(path, done, back, done=True)
 
 
 @pages.get("/bulk-accept", response_class=HTMLResponse)

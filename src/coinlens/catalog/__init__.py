@@ -10,6 +10,7 @@ from coinlens.catalog.models import (
     SPECIMEN_MEASURES,
     SPECIMEN_STATUSES,
     TYPE_DESCRIPTORS,
+    AccessionAlias,
     ApiToken,
     Base,
     CoinType,
@@ -26,6 +27,8 @@ from coinlens.catalog.models import (
 from coinlens.catalog.queries import (
     catalog_counts,
     newest_trained_version,
+    specimen_by_accession,
+    specimens_by_accession,
     specimens_per_type,
     type_references,
 )
@@ -38,6 +41,7 @@ __all__ = [
     "SPECIMEN_MEASURES",
     "SPECIMEN_STATUSES",
     "TYPE_DESCRIPTORS",
+    "AccessionAlias",
     "ApiToken",
     "Base",
     "Catalog",
@@ -57,6 +61,8 @@ __all__ = [
     "create_catalog_engine",
     "migrate",
     "newest_trained_version",
+    "specimen_by_accession",
+    "specimens_by_accession",
     "specimens_per_type",
     "type_references",
 ]

@@ -26,7 +26,8 @@ DECISIONS = ("auto_accept", "review", "possible_new_type")
 JOB_STATES = ("running", "done", "failed", "interrupted")
 ROLES = ("viewer", "reviewer", "admin")
 # "record": a reviewer corrected or completed a specimen's measures (the comment says what)
-REVIEW_ACTIONS = ("accept", "correct", "new_type", "skip", "bulk_accept", "record")
+# "link": a reviewer joined another specimen's photos to this one as its other side
+REVIEW_ACTIONS = ("accept", "correct", "new_type", "skip", "bulk_accept", "record", "link")
 # What a catalogue type says beside its reference and URI, and what is measured on a specimen:
 # the names of the columns in models, CSV manifests, the API and exports alike.
 TYPE_DESCRIPTORS = ("authority", "mint", "denomination", "date_from", "date_to", "material")
@@ -145,6 +146,21 @@ class Image(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     specimen: Mapped[Specimen] = relationship(back_populates="images")
+
+
+class AccessionAlias(Base):
+    """The accession of a specimen merged into another (its photos linked as the other side of
+    one coin): ingest and identify read the alias as the specimen it joined, so a re-run over
+    the same folder or manifest never brings the merged specimen back."""
+
+    __tablename__ = "accession_alias"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alias: Mapped[str] = mapped_column(String(255), unique=True)
+    specimen_id: Mapped[int] = mapped_column(
+        ForeignKey("specimen.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ModelVersion(Base):

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from coinlens.catalog.models import SPECIMEN_STATUSES, CoinType, Image, ModelVersion, Specimen
+from coinlens.catalog.models import (
+    SPECIMEN_STATUSES,
+    AccessionAlias,
+    CoinType,
+    Image,
+    ModelVersion,
+    Specimen,
+)
 
 
 def catalog_counts(session: Session) -> dict[str, Any]:
@@ -55,4 +62,41 @@ def newest_trained_version(session: Session) -> ModelVersion | None:
         select(ModelVersion)
         .where(ModelVersion.artefacts.is_not(None))
         .order_by(ModelVersion.id.desc())
+    )
+
+
+def _named(column: InstrumentedAttribute[str], accessions: Sequence[str]) -> ColumnElement[bool]:
+    """The accession is one of these, or a tray coin of one (``<photo's accession>#NN``)."""
+    return or_(
+        column.in_(accessions),
+        *[column.startswith(f"{a}#", autoescape=True) for a in accessions],
+    )
+
+
+def specimens_by_accession(session: Session, accessions: Sequence[str]) -> list[tuple[str, int]]:
+    """(accession, specimen id) of what ingest recorded under these accessions: the specimens,
+    their tray coins, and those merged into another specimen as its other side (by their alias:
+    the id is the specimen they joined)."""
+    if not accessions:
+        return []
+    own = session.execute(
+        select(Specimen.accession, Specimen.id).where(_named(Specimen.accession, accessions))
+    ).all()
+    merged = session.execute(
+        select(AccessionAlias.alias, AccessionAlias.specimen_id).where(
+            _named(AccessionAlias.alias, accessions)
+        )
+    ).all()
+    return [(accession, specimen_id) for accession, specimen_id in [*own, *merged]]
+
+
+def specimen_by_accession(session: Session, accession: str) -> Specimen | None:
+    """The specimen recorded under ``accession``, or the one it was merged into (an alias)."""
+    specimen = session.scalar(select(Specimen).where(Specimen.accession == accession))
+    if specimen is not None:
+        return specimen
+    return session.scalar(
+        select(Specimen)
+        .join(AccessionAlias, AccessionAlias.specimen_id == Specimen.id)
+        .where(AccessionAlias.alias == accession)
     )

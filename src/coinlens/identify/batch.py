@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from coinlens.catalog import Home, Image, Job, Specimen, Suggestion
 from coinlens.catalog.models import utcnow
-from coinlens.catalog.queries import type_references
+from coinlens.catalog.queries import specimens_by_accession, type_references
 from coinlens.identify.engine import (
     CropRef,
     CurrentModel,
@@ -52,22 +52,16 @@ class IdentifyProgress:
 
 
 def specimens_for_items(home: Home, items: Sequence[IngestItem]) -> list[int]:
-    """Ids of the specimens the items became (tray coins included), in item order."""
+    """Ids of the specimens the items became (tray coins included, and the specimen a merged
+    one joined), in item order."""
     ids: list[int] = []
     with home.catalog.reader() as session:
         for start in range(0, len(items), 200):
             accessions = [item.accession for item in items[start : start + 200]]
-            rows = session.execute(
-                select(Specimen.id, Specimen.accession).where(
-                    or_(
-                        Specimen.accession.in_(accessions),
-                        *[Specimen.accession.startswith(f"{a}#") for a in accessions],
-                    )
-                )
-            ).all()
+            rows = specimens_by_accession(session, accessions)
             order = {a: i for i, a in enumerate(accessions)}
-            rows.sort(key=lambda r: (order.get(r[1].split("#")[0], 0), r[1]))
-            ids.extend(specimen_id for specimen_id, _ in rows)
+            rows.sort(key=lambda r: (order.get(r[0].split("#")[0], 0), r[0]))
+            ids.extend(specimen_id for _, specimen_id in rows)
     return list(dict.fromkeys(ids))
 
 

@@ -18,11 +18,19 @@ from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from coinlens.catalog import Catalog, CoinType, Image, Job, Specimen
+from coinlens.catalog import (
+    Catalog,
+    CoinType,
+    Image,
+    Job,
+    Specimen,
+    specimen_by_accession,
+    specimens_by_accession,
+)
 from coinlens.catalog.models import utcnow
 from coinlens.config import Settings
 from coinlens.ingest.sources import IngestItem, Problem
@@ -151,14 +159,18 @@ def _plan_parts(item: IngestItem, layout: Layout) -> list[tuple[str, str, Box]]:
 
 
 def _already_there(catalog: Catalog, item: IngestItem, digest: str) -> bool:
-    """Whether this photo was already recorded for this accession (or its tray coins)."""
+    """Whether this photo was already recorded for this accession (or its tray coins, or the
+    specimen it was merged into)."""
     with catalog.reader() as session:
-        accessions = session.scalars(
-            select(Specimen.accession)
-            .join(Image, Image.specimen_id == Specimen.id)
-            .where(Image.sha256 == digest)
-        ).all()
-    return any(a == item.accession or a.startswith(f"{item.accession}#") for a in accessions)
+        ids = [i for _, i in specimens_by_accession(session, [item.accession])]
+        if not ids:
+            return False
+        return (
+            session.scalar(
+                select(Image.id).where(Image.sha256 == digest, Image.specimen_id.in_(ids)).limit(1)
+            )
+            is not None
+        )
 
 
 def prepare_photo(
@@ -200,24 +212,23 @@ def prepare_photo(
 
 
 def recorded_photos(catalog: Catalog, items: Sequence[IngestItem]) -> dict[str, set[str]]:
-    """sha256 of the photos already recorded for each item's accession (or its tray coins')."""
+    """sha256 of the photos already recorded for each item's accession (or its tray coins', or
+    the specimen's it was merged into)."""
     recorded: dict[str, set[str]] = {}
     accessions = sorted({item.accession for item in items})
     with catalog.reader() as session:
         for start in range(0, len(accessions), 200):
-            chunk = accessions[start : start + 200]
+            named: dict[int, set[str]] = {}
+            for accession, specimen_id in specimens_by_accession(
+                session, accessions[start : start + 200]
+            ):
+                named.setdefault(specimen_id, set()).add(accession.split("#")[0])
             rows = session.execute(
-                select(Specimen.accession, Image.sha256)
-                .join(Image, Image.specimen_id == Specimen.id)
-                .where(
-                    or_(
-                        Specimen.accession.in_(chunk),
-                        *[Specimen.accession.startswith(f"{a}#", autoescape=True) for a in chunk],
-                    )
-                )
+                select(Image.specimen_id, Image.sha256).where(Image.specimen_id.in_(list(named)))
             ).all()
-            for accession, digest in rows:
-                recorded.setdefault(accession.split("#")[0], set()).add(digest)
+            for specimen_id, digest in rows:
+                for accession in named[specimen_id]:
+                    recorded.setdefault(accession, set()).add(digest)
     return recorded
 
 
@@ -256,7 +267,7 @@ def _merge_type(session: Session, item: IngestItem, report: IngestReport) -> Coi
 def _merge_specimen(
     session: Session, item: IngestItem, coin_type: CoinType | None, report: IngestReport
 ) -> Specimen:
-    specimen = session.scalar(select(Specimen).where(Specimen.accession == item.accession))
+    specimen = specimen_by_accession(session, item.accession)
     if specimen is None:
         specimen = Specimen(
             accession=item.accession,

@@ -18,6 +18,7 @@ from coinlens.review.records import (
     record_type,
     type_history,
 )
+from coinlens.review.sides import link_sides
 
 __all__ = [
     "TYPE_RECORD_FIELDS",
@@ -31,6 +32,7 @@ __all__ = [
     "bulk_accept_candidates",
     "describe_changes",
     "history",
+    "link_sides",
     "queue_counts",
     "queue_page",
     "record_measures",

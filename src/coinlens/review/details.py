@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from coinlens.catalog import (
     TYPE_DESCRIPTORS,
+    AccessionAlias,
     CoinType,
     Image,
     Specimen,
@@ -140,6 +141,12 @@ def specimen_detail(session: Session, specimen_id: int) -> dict[str, Any] | None
         {**image_dict(image), "in_photo": coins_in_photo(session, image)}
         for image in specimen.images
     ]
+    # accessions of specimens merged into this one as its other side (``link_sides``)
+    out["aliases"] = session.scalars(
+        select(AccessionAlias.alias)
+        .where(AccessionAlias.specimen_id == specimen_id)
+        .order_by(AccessionAlias.id)
+    ).all()
     out["model_version"] = newest
     out["suggestions"] = [
         {
