@@ -4,6 +4,8 @@ ingest and identify run again over the same files add nothing twice."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 from typer.testing import CliRunner
@@ -35,6 +37,15 @@ def _cli(site, *args: str) -> str:
     )
     assert result.exit_code == 0, result.stderr
     return result.stdout
+
+
+def _exported(site, accession: str) -> dict:
+    response = site.client.get(
+        "/api/v1/export", params={"format": "csv", "status": "all"}, headers=site.auth("vic")
+    )
+    return next(
+        row for row in csv.DictReader(io.StringIO(response.text)) if row["accession"] == accession
+    )
 
 
 def test_two_specimens_linked_as_one_coin_are_matched_on_both_sides(site) -> None:
@@ -71,6 +82,9 @@ def test_two_specimens_linked_as_one_coin_are_matched_on_both_sides(site) -> Non
     assert second["accession"] in after["history"][-1]["comment"]
     gone = site.client.get(f"/api/v1/specimens/{second['id']}", headers=site.auth("vic"))
     assert gone.status_code == 404
+    exported = _exported(site, first["accession"])
+    assert exported["reviewer"] == ""  # linking a side attributes nothing
+    assert exported["obverse_image"] and exported["reverse_image"]
 
     # run again over the same files: the linked photo is found where it is now
     counts = json.loads(_cli(site, "status", "--json"))["specimens"]
@@ -109,6 +123,7 @@ def test_a_backlog_side_linked_to_a_catalogued_coin_is_catalogued_with_it(site) 
     state = linked.json()
     assert state["status"] == "catalogued" and state["type_id"] == reference["type_id"]
     assert state["references_added"] == 2 and state["matched"] is False
+    assert _exported(site, coin["accession"])["reviewer"] == "rita"  # the link attributed it
 
     # two coins of different types are not one coin
     others = site.client.get(

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 
 from coinlens.catalog import Catalog, CoinType, Image, Review, Specimen
 from coinlens.vision.localise import crop_side
@@ -87,8 +87,16 @@ def export_records(
                 images.setdefault(image.specimen_id, []).append(_export_image(image))
             newest = (
                 select(Review.specimen_id, func.max(Review.id).label("last"))
-                # who attributed the coin: measuring it ("record") or skipping it is not that
-                .where(Review.specimen_id.in_(ids), Review.action.not_in(("skip", "record")))
+                # who attributed the coin: measuring it ("record"), skipping it, or linking a
+                # side to it that brought no type ("link" with the type unchanged) is not that
+                .where(
+                    Review.specimen_id.in_(ids),
+                    Review.action.not_in(("skip", "record")),
+                    ~and_(
+                        Review.action == "link",
+                        Review.to_type_id.is_not_distinct_from(Review.from_type_id),
+                    ),
+                )
                 .group_by(Review.specimen_id)
                 .subquery()
             )
