@@ -80,12 +80,7 @@ def _review(
     add_type: str | None,
 ) -> dict[str, Any]:
     with catalog.session() as session:
-        specimen = session.get(Specimen, specimen_id)
-        if specimen is None:
-            raise SpecimenNotFound(f"specimen {specimen_id} does not exist")
-        version = specimen.version if expected_version is None else expected_version
-        if specimen.version != version:
-            raise stale_conflict(session, specimen, version)
+        specimen, version = specimen_as_seen(session, specimen_id, expected_version)
         from_type = specimen.type_id
         if add_type is not None:
             added = session.scalar(select(CoinType).where(CoinType.reference == add_type))
@@ -138,6 +133,20 @@ def _review(
             "version": specimen.version,
             "action": action,
         }
+
+
+def specimen_as_seen(
+    session: Session, specimen_id: int, expected_version: int | None
+) -> tuple[Specimen, int]:
+    """The specimen and the version a reviewer acts on: refused if it is missing, or if it
+    changed since the reviewer saw ``expected_version`` (None: whatever it is now)."""
+    specimen = session.get(Specimen, specimen_id)
+    if specimen is None:
+        raise SpecimenNotFound(f"specimen {specimen_id} does not exist")
+    version = specimen.version if expected_version is None else expected_version
+    if specimen.version != version:
+        raise stale_conflict(session, specimen, version)
+    return specimen, version
 
 
 def update_if_unchanged(

@@ -30,7 +30,7 @@ from coinlens.catalog import (
 )
 from coinlens.review.actions import (
     ReviewError,
-    SpecimenNotFound,
+    specimen_as_seen,
     stale_conflict,
     update_if_unchanged,
 )
@@ -87,12 +87,7 @@ def link_sides(
     if not other:
         raise ReviewError("give the accession of the coin whose photos are the other side")
     with catalog.session() as session:
-        keeper = session.get(Specimen, specimen_id)
-        if keeper is None:
-            raise SpecimenNotFound(f"specimen {specimen_id} does not exist")
-        version = keeper.version if expected_version is None else expected_version
-        if keeper.version != version:
-            raise stale_conflict(session, keeper, version)
+        keeper, version = specimen_as_seen(session, specimen_id, expected_version)
         merged = specimen_by_accession(session, other)
         if merged is None:
             raise ReviewError(f"no specimen has accession {other!r}")
