@@ -135,7 +135,7 @@ def test_a_backlog_side_linked_to_a_catalogued_coin_is_catalogued_with_it(site) 
 
 
 def test_the_specimen_page_links_the_other_side(site) -> None:
-    first, second = _queue(site)[:2]
+    first = _queue(site)[0]
     path = f"/specimens/{first['id']}"
     sign_in(site.client, "vic")
     assert 'id="link-form"' not in site.client.get(path).text  # viewers do not link
@@ -143,14 +143,24 @@ def test_the_specimen_page_links_the_other_side(site) -> None:
     sign_in(site.client, "rita")
     page = site.client.get(path)
     assert 'id="link-form"' in page.text
+    # the coins photographed just before and after it in its batch are offered
+    batch = site.client.get(
+        "/api/v1/specimens", params={"batch": first["batch"]}, headers=site.auth("vic")
+    ).json()["items"]
+    accessions = sorted(s["accession"] for s in batch)
+    at = accessions.index(first["accession"])
+    candidates = _specimen(site, first["id"])["side_candidates"]
+    assert candidates == accessions[max(0, at - 3) : at] + accessions[at + 1 : at + 4]
+    assert f'<option value="{candidates[0]}">' in page.text
+    other = candidates[0]
     csrf = page.text.split('name="csrf_token" value="')[1].split('"')[0]
     form = {"csrf_token": csrf, "version": str(first["version"]), "side": "reverse"}
     empty = site.client.post(f"{path}/link", data={**form, "other": " "})
     assert 'id="message"' in empty.text and "give the accession" in empty.text
 
-    done = site.client.post(f"{path}/link", data={**form, "other": second["accession"]})
+    done = site.client.post(f"{path}/link", data={**form, "other": other})
     assert 'id="notice"' in done.text and "are this coin&#39;s obverse" in done.text
-    assert 'id="aliases"' in done.text and second["accession"] in done.text
+    assert 'id="aliases"' in done.text and other in done.text
     assert 'id="link-form"' not in done.text  # both sides now: nothing left to link
     forged = site.client.post(f"{path}/link", data={**form, "csrf_token": "x", "other": "y"})
     assert forged.status_code == 403

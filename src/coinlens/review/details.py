@@ -106,6 +106,35 @@ def specimen_summary(specimen: Specimen) -> dict[str, Any]:
     }
 
 
+def side_candidates(session: Session, specimen: Specimen, around: int = 3) -> list[str]:
+    """Accessions a reviewer may link as this coin's other side: the nearest before and after it
+    in its batch (a coin's two photos are mostly taken one after the other), each with photos of
+    one side only. Empty where this coin shows both sides already."""
+    if any(i.side == "both" for i in specimen.images) or {"obverse", "reverse"} <= {
+        i.side for i in specimen.images
+    }:
+        return []
+    one_sided = (
+        ~select(Image.id).where(Image.specimen_id == Specimen.id, Image.side == "both").exists()
+    )
+    same_batch = Specimen.batch == specimen.batch if specimen.batch else Specimen.batch.is_(None)
+    found: list[str] = []
+    for before in (True, False):
+        order = Specimen.accession.desc() if before else Specimen.accession
+        near = (
+            Specimen.accession < specimen.accession
+            if before
+            else (Specimen.accession > specimen.accession)
+        )
+        found += session.scalars(
+            select(Specimen.accession)
+            .where(same_batch, near, one_sided, Specimen.id != specimen.id)
+            .order_by(order)
+            .limit(around)
+        ).all()
+    return sorted(found)
+
+
 def specimen_detail(session: Session, specimen_id: int) -> dict[str, Any] | None:
     """The specimen, its images, its newest suggestions with their evidence images, its trail."""
     specimen = session.get(Specimen, specimen_id)
@@ -147,6 +176,7 @@ def specimen_detail(session: Session, specimen_id: int) -> dict[str, Any] | None
         .where(AccessionAlias.specimen_id == specimen_id)
         .order_by(AccessionAlias.id)
     ).all()
+    out["side_candidates"] = side_candidates(session, specimen)
     out["model_version"] = newest
     out["suggestions"] = [
         {
