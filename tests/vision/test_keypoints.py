@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from coinlens.vision import load_image
-from coinlens.vision.keypoints import inliers, keypoints
+from coinlens.vision.keypoints import inliers, keypoints, root_sift
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "euro-coins"
 
@@ -33,3 +33,13 @@ def test_blank_images_have_no_keypoints_and_no_matches() -> None:
     blank = np.full((200, 200, 3), 127, np.uint8)
     assert len(keypoints(blank)) == 0
     assert inliers(keypoints(blank), keypoints(np.asarray(_coin("1e")))) == 0
+
+
+def test_descriptors_are_root_sift_histograms() -> None:
+    found = keypoints(np.asarray(_coin("1e").resize((300, 300))))
+    assert len(found) > 50
+    assert (found.descriptors >= 0).all()
+    # square roots of L1-normalised histograms: unit length, so distances compare them alike
+    np.testing.assert_allclose(np.linalg.norm(found.descriptors, axis=1), 1.0, atol=1e-4)
+    histogram = np.array([[9.0, 0.0, 16.0, 0.0]])
+    np.testing.assert_allclose(root_sift(histogram), [[0.6, 0.0, 0.8, 0.0]], atol=1e-6)
