@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from coinlens.catalog import (
+    AccessionAlias,
     Catalog,
     CoinType,
     Image,
@@ -160,17 +161,16 @@ def _plan_parts(item: IngestItem, layout: Layout) -> list[tuple[str, str, Box]]:
 
 def _already_there(catalog: Catalog, item: IngestItem, digest: str) -> bool:
     """Whether this photo was already recorded for this accession (or its tray coins, or the
-    specimen it was merged into)."""
+    specimen it was merged into); looked up by the photo's hash, which is indexed."""
     with catalog.reader() as session:
-        ids = [i for _, i in specimens_by_accession(session, [item.accession])]
-        if not ids:
-            return False
-        return (
-            session.scalar(
-                select(Image.id).where(Image.sha256 == digest, Image.specimen_id.in_(ids)).limit(1)
-            )
-            is not None
-        )
+        holders = select(Image.specimen_id).where(Image.sha256 == digest)
+        accessions = [
+            *session.scalars(select(Specimen.accession).where(Specimen.id.in_(holders))),
+            *session.scalars(
+                select(AccessionAlias.alias).where(AccessionAlias.specimen_id.in_(holders))
+            ),
+        ]
+    return any(a == item.accession or a.startswith(f"{item.accession}#") for a in accessions)
 
 
 def prepare_photo(
