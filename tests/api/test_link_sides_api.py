@@ -49,7 +49,7 @@ def _exported(site, accession: str) -> dict:
 
 
 def test_two_specimens_linked_as_one_coin_are_matched_on_both_sides(site) -> None:
-    first, second, third = _queue(site)[:3]
+    first, second, third, fourth = _queue(site)[:4]
     site.client.post(  # the second coin's trail, to see it kept
         f"/api/v1/specimens/{second['id']}/review",
         json={"action": "skip", "comment": "reverse of another?"},
@@ -82,6 +82,14 @@ def test_two_specimens_linked_as_one_coin_are_matched_on_both_sides(site) -> Non
     assert second["accession"] in after["history"][-1]["comment"]
     gone = site.client.get(f"/api/v1/specimens/{second['id']}", headers=site.auth("vic"))
     assert gone.status_code == 404
+    # a coin with both sides now is no longer offered as another's other side
+    batch = site.client.get(
+        "/api/v1/specimens", params={"batch": first["batch"]}, headers=site.auth("vic")
+    ).json()["items"]
+    ordered = sorted(batch, key=lambda s: s["accession"])
+    at = [s["id"] for s in ordered].index(first["id"])
+    neighbour = ordered[at - 1] if at else ordered[at + 1]
+    assert first["accession"] not in _specimen(site, neighbour["id"])["side_candidates"]
     exported = _exported(site, first["accession"])
     assert exported["reviewer"] == ""  # linking a side attributes nothing
     assert exported["obverse_image"] and exported["reverse_image"]
@@ -104,6 +112,13 @@ def test_two_specimens_linked_as_one_coin_are_matched_on_both_sides(site) -> Non
         (third["id"], {"other": first["accession"], "side": "edge"}, "rita", 422, "side"),
         (third["id"], {"other": first["accession"], "side": "reverse"}, "vic", 403, ""),
         (third["id"], {"other": "x", "side": "reverse", "version": 0}, "rita", 409, "changed"),
+        (
+            third["id"],
+            {"other": fourth["accession"], "side": "reverse", "other_version": 0},
+            "rita",
+            409,
+            "changed",
+        ),
     ]
     for specimen_id, body, who, status, reason in refusals:
         refused = _link(site, specimen_id, who, **body)

@@ -114,9 +114,11 @@ def side_candidates(session: Session, specimen: Specimen, around: int = 3) -> li
         i.side for i in specimen.images
     }:
         return []
-    one_sided = (
-        ~select(Image.id).where(Image.specimen_id == Specimen.id, Image.side == "both").exists()
-    )
+
+    def shows(side: str):
+        return select(Image.id).where(Image.specimen_id == Specimen.id, Image.side == side).exists()
+
+    one_sided = ~shows("both") & ~(shows("obverse") & shows("reverse"))
     same_batch = Specimen.batch == specimen.batch if specimen.batch else Specimen.batch.is_(None)
     found: list[str] = []
     for before in (True, False):

@@ -29,6 +29,7 @@ from coinlens.catalog import (
     specimen_by_accession,
 )
 from coinlens.review.actions import (
+    ReviewConflict,
     ReviewError,
     specimen_as_seen,
     stale_conflict,
@@ -136,6 +137,14 @@ def link_sides(
             for name, value in json.loads(merged.notes).items():
                 notes.setdefault(name, value)
             values["notes"] = json.dumps(notes, ensure_ascii=False, sort_keys=True)
+        # Both rows are claimed by their versions before anything moves: a second reviewer
+        # linking the same coin meanwhile (elsewhere, or in the other direction) finds one of
+        # them changed or gone and is refused, instead of moving no photos or failing.
+        merged_version = merged.version
+        if not update_if_unchanged(session, merged, merged_version, {}):
+            raise ReviewConflict(
+                f"specimen {other} was changed or linked by someone else meanwhile; reload it"
+            )
         if not update_if_unchanged(session, keeper, version, values):
             raise stale_conflict(session, keeper, version)
 
