@@ -21,8 +21,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
+# Tests run in parallel workers (pytest-xdist; one thread each), a module's tests on one worker so
+# that its prepared homes are built once. TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
+
 test: lint
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py

@@ -20,6 +20,16 @@ from typer.testing import CliRunner
 from coinlens.cli.app import app
 from helpers import free_port
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Tests run in parallel workers, one per core: one thread each (and for the commands they
+    # start), or OpenMP's spinning threads in torch and faiss fight over the cores.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import cv2
+    import torch
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
