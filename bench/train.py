@@ -61,7 +61,7 @@ def augment_seconds(crops: np.ndarray, rounds: np.ndarray, repeats: int) -> floa
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     circles = coin_circles(crops)
-    augment = Augment(TrainConfig.scale_jitter)
+    augment = Augment(TrainConfig.scale_jitter, TrainConfig.overexposed)
     generator = torch.Generator().manual_seed(0)
     times = []
     for _ in range(repeats + 2):

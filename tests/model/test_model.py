@@ -151,6 +151,23 @@ def test_augmentation_stays_in_range_and_relit_is_one_lamp_per_batch() -> None:
     assert np.ptp(lit, axis=-1).max() <= 1 and np.ptp(lit) <= 1  # one lamp: both alike
 
 
+def test_overexposure_washes_a_crop_out_as_a_lamp_does() -> None:
+    """A washed photo: every pixel brighter by one gain in the measured range, highlights clipped
+    at white, dark pixels still dark; the ordering of brightnesses kept (the design survives)."""
+    from coinlens.model.transforms import OVEREXPOSED_GAIN, overexpose
+
+    torch.manual_seed(0)
+    unit = torch.rand(8, 3, 16, 16)
+    washed = overexpose(unit)
+    assert washed.min() >= 0 and washed.max() == 1
+    gains = washed[unit < 0.4] / unit[unit < 0.4]
+    assert gains.min() >= OVEREXPOSED_GAIN[0] - 1e-5 and gains.max() <= OVEREXPOSED_GAIN[1] + 1e-5
+    for before, after in zip(unit, washed, strict=True):  # one gain per image
+        low = before < 0.4
+        assert torch.allclose(after[low] / before[low], (after[low] / before[low])[0], rtol=1e-4)
+    assert (washed >= unit).all()
+
+
 def test_hue_turn_is_kornias_and_the_jitter_keeps_what_it_does_not_choose() -> None:
     """``shift_hue`` is kornia's ``adjust_hue`` in closed form (greys and channel ties
     included), and ``ColourJitter`` leaves a batch alone at chance zero."""

@@ -133,6 +133,16 @@ def train(
             "as a type of their own, so that the model keeps a coin's outline.",
         ),
     ] = 0.25,
+    overexposed: Annotated[
+        float,
+        typer.Option(
+            "--overexposed",
+            min=0.0,
+            max=1.0,
+            help="Share of training crops lit far too brightly, highlights clipped, as washed "
+            "photos under a lamp are.",
+        ),
+    ] = 0.15,
     input_size: Annotated[
         int | None,
         typer.Option(
@@ -167,6 +177,7 @@ def train(
         backbone=backbone,
         background_swap=background_swap,
         outline_twins=outline_twins,
+        overexposed=overexposed,
         input_size=input_size or INPUT_SIZE,
     )
     with open_home(home) as opened:

@@ -17,7 +17,13 @@ import torch
 
 from coinlens.model.memory import reuse_freed_memory
 from coinlens.model.network import DEFAULT_BACKBONE, CoinNet, CosFaceLoss
-from coinlens.model.transforms import Augment, reshape_outlines, swap_backgrounds, to_tensor
+from coinlens.model.transforms import (
+    OVEREXPOSED_SHARE,
+    Augment,
+    reshape_outlines,
+    swap_backgrounds,
+    to_tensor,
+)
 from coinlens.vision.cues import coin_circles
 
 # Pixels: finer crops read numerals and mint marks (euro-kaa top-1: 128 px 0.857, 160 px 0.92-0.93,
@@ -47,6 +53,9 @@ class TrainConfig:
     # the network keeps a coin's outline, which no round training type needs but a scalloped or
     # polygonal type added later is told by (``reshape_outlines``).
     outline_twins: float = 0.25
+    # Share of training crops lit far too brightly, highlights clipped (``overexpose``): washed
+    # tray photos were the commonest of the confident mistakes.
+    overexposed: float = OVEREXPOSED_SHARE
 
 
 def balanced_batches(labels: np.ndarray, batch_size: int, steps: int, rng: np.random.Generator):
@@ -81,7 +90,7 @@ def train_embedding(
     model.freeze_early(config.frozen_blocks)
     proxies = classes * (2 if config.outline_twins > 0 else 1)
     loss_fn = CosFaceLoss(model.embedding_dim, proxies).to(device)
-    augment = Augment(config.scale_jitter).to(device)
+    augment = Augment(config.scale_jitter, config.overexposed).to(device)
     generator = torch.Generator().manual_seed(config.seed)
     needs_circles = config.background_swap > 0 or config.outline_twins > 0
     circles = coin_circles(crops) if needs_circles else None

@@ -17,6 +17,10 @@ MASK_GREY = 0.0  # in [-1, 1] units: mid-grey outside the coin
 # How far lighting may differ between two photos of one type (kornia ColorJitter's ranges): the
 # network learns to ignore it, and a colour cue must survive it (``relit``).
 LIGHTING = {"brightness": 0.35, "contrast": 0.35, "saturation": 0.3, "hue": 0.04}
+# Tray photos under a lamp come out washed, their highlights clipped, far beyond ColorJitter's
+# brightness (at most 1.35): a share of training crops is lit by a gain drawn from this range.
+OVEREXPOSED_GAIN = (1.3, 2.2)
+OVEREXPOSED_SHARE = 0.15
 
 
 def crop_to_array(crop: Image.Image, size: int) -> np.ndarray:
@@ -197,6 +201,13 @@ class ColourJitter(torch.nn.Module):
         return out
 
 
+def overexpose(unit: torch.Tensor) -> torch.Tensor:
+    """Each [0, 1] image lit too brightly (a gain from ``OVEREXPOSED_GAIN``), clipped at white."""
+    low, high = OVEREXPOSED_GAIN
+    gain = low + (high - low) * torch.rand(len(unit), 1, 1, 1, device=unit.device)
+    return (unit * gain).clamp(0, 1)
+
+
 def soften(unit: torch.Tensor, most: float = 0.5) -> torch.Tensor:
     """A slightly out-of-focus copy of each [0, 1] image: kornia's sharpness towards its 3x3
     smoothing at a random factor up to ``most`` (as RandomSharpness(0.5), which only blurs)."""
@@ -209,8 +220,9 @@ class Augment(torch.nn.Module):
     """What differs between two photos of one type: any rotation, lighting, colour cast, blur,
     scale, position, wear (noise and contrast loss). Works on [-1, 1] batches."""
 
-    def __init__(self, scale_jitter: float = 0.12) -> None:
+    def __init__(self, scale_jitter: float = 0.12, overexposed: float = OVEREXPOSED_SHARE) -> None:
         super().__init__()
+        self.overexposed = overexposed
         import kornia.augmentation as K
 
         self.geometry = K.RandomAffine(
@@ -227,6 +239,8 @@ class Augment(torch.nn.Module):
 
     def forward(self, tensor: torch.Tensor, round_flags: np.ndarray | None = None) -> torch.Tensor:
         unit = self.colour(self.geometry((tensor + 1) / 2))
+        if self.overexposed:
+            unit = _on_some(unit, self.overexposed, overexpose)
         unit = self.blur(unit)
         unit = _on_some(unit, 0.25, lambda some: some + 0.04 * torch.randn_like(some))
         unit = _on_some(unit, 0.2, soften).clamp(0, 1)
