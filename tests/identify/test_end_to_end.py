@@ -15,6 +15,7 @@ from coinlens.catalog import Home, ModelVersion, Specimen, Suggestion
 from coinlens.identify.engine import current_model
 from coinlens.identify.scoring import SIMILARITY_WEIGHTS
 from coinlens.index import ReferenceIndex
+from coinlens.model.transforms import OVEREXPOSED_SHARE
 from databases import ENGINES, catalogue_url_for, point_home_at
 from helpers import make_image
 
@@ -80,6 +81,8 @@ def test_train_saves_a_calibrated_version(trained) -> None:
         assert summary["types_needing_closer_coins"] == len(calibration["type_floors"])
         assert version.training_snapshot["config"]["input_size"] == INPUT_SIZE
         assert version.training_snapshot["config"]["outline_twins"] == 0
+        # the command's default share of washed crops is training's, and is recorded
+        assert version.training_snapshot["config"]["overexposed"] == OVEREXPOSED_SHARE
         model = current_model(opened)
         assert model.embedder.input_size == INPUT_SIZE
         # the trained trunk's pooled features are the embedding, the loss's head dropped

@@ -154,7 +154,7 @@ def test_augmentation_stays_in_range_and_relit_is_one_lamp_per_batch() -> None:
 def test_overexposure_washes_a_crop_out_as_a_lamp_does() -> None:
     """A washed photo: every pixel brighter by one gain in the measured range, highlights clipped
     at white, dark pixels still dark; the ordering of brightnesses kept (the design survives)."""
-    from coinlens.model.transforms import OVEREXPOSED_GAIN, overexpose
+    from coinlens.model.transforms import OVEREXPOSED_GAIN, overexpose, to_tensor
 
     torch.manual_seed(0)
     unit = torch.rand(8, 3, 16, 16)
@@ -166,6 +166,17 @@ def test_overexposure_washes_a_crop_out_as_a_lamp_does() -> None:
         low = before < 0.4
         assert torch.allclose(after[low] / before[low], (after[low] / before[low])[0], rtol=1e-4)
     assert (washed >= unit).all()
+
+    # and training's augmentation washes out the share it is given, under the same draws
+    from coinlens.model.transforms import Augment
+
+    pictures = to_tensor(np.stack([coin_picture(64, seed) for seed in range(16)]))
+    white = {}
+    for share in (0.0, 1.0):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            white[share] = (Augment(overexposed=share)(pictures) > 0.99).float().mean()
+    assert white[1.0] > 2 * white[0.0] + 0.05
 
 
 def test_hue_turn_is_kornias_and_the_jitter_keeps_what_it_does_not_choose() -> None:
