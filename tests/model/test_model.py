@@ -102,31 +102,46 @@ def test_network_without_head_has_imagenet_width() -> None:
 
 
 def test_background_swap_keeps_the_coin_and_changes_the_table() -> None:
-    """Training shows coins on other backgrounds: inside the rim nothing changes, outside it
-    does; coins that are not round, or a probability of zero, are left alone."""
+    """Training shows coins on other backgrounds: outside the rim the table changes; inside it
+    the design is kept (one gain per channel), and a coin shown on a flat colour mirrors part
+    of its tint, as a shiny coin on a red cloth does; on another crop's table the coin is left
+    as it was. Coins that are not round, or a probability of zero, are left alone."""
     import cv2
 
-    from coinlens.model.transforms import swap_backgrounds, to_tensor
+    from coinlens.model.transforms import REFLECTION, swap_backgrounds, to_tensor
     from coinlens.vision.cues import coin_circles
 
-    pictures = np.zeros((4, 96, 96, 3), np.uint8)
+    pictures = np.zeros((12, 96, 96, 3), np.uint8)
     for i, picture in enumerate(pictures):  # a metal disc with a relief ring, each on its table
-        picture[:] = (60 * i, 235 - 50 * i, 128)
-        cv2.circle(picture, (48, 48), 34, (200, 160, 60), -1)
-        cv2.circle(picture, (48, 48), 24, (160, 128, 48), 2)
+        picture[:] = (20 * i, 235 - 15 * i, 128)
+        cv2.circle(picture, (48, 48), 34, (120, 100, 40), -1)  # dark enough never to clip
+        cv2.circle(picture, (48, 48), 24, (96, 76, 30), 2)
     circles = coin_circles(pictures)
     assert np.all(np.abs(circles[:, :2] - 0.5) < 0.1) and np.all(circles[:, 2] > 0.2)
     tensor = to_tensor(pictures)
     swapped = swap_backgrounds(tensor, circles, 1.0, torch.Generator().manual_seed(0))
+    before, after = (tensor + 1) / 2, (swapped + 1) / 2
     coords = (np.arange(96) + 0.5) / 96
+    tinted = 0
     for i, (cx, cy, r) in enumerate(circles):
         distance = np.hypot(coords[None, :] - cx, coords[:, None] - cy)
         inside = torch.from_numpy(distance < r * 0.9)
         outside = torch.from_numpy((distance > r * 1.1) & (distance < 0.45))
-        assert torch.allclose(swapped[i][:, inside], tensor[i][:, inside])
         assert not torch.allclose(swapped[i][:, outside], tensor[i][:, outside])
+        gains = after[i][:, inside] / before[i][:, inside]
+        assert torch.allclose(gains, gains[:, :1].expand_as(gains), rtol=1e-3)  # design kept
+        gain = gains[:, 0]
+        if torch.allclose(gain, torch.ones(3), atol=1e-4):
+            continue  # shown on another crop's table
+        tinted += 1
+        assert gain.min() >= 1 - REFLECTION / 2 - 1e-4 and gain.max() <= 1 + REFLECTION + 1e-4
+        table = after[i][:, outside].mean(dim=1)
+        tint = table / table.mean()
+        clear = (tint - 1).abs() > 0.1
+        assert ((gain - 1)[clear] * (tint - 1)[clear] > 0).all()  # towards the table's colour
+    assert 0 < tinted < len(pictures)
     assert torch.equal(swap_backgrounds(tensor, circles, 0.0), tensor)
-    flat = np.zeros(4, bool)
+    flat = np.zeros(len(pictures), bool)
     assert torch.equal(swap_backgrounds(tensor, circles, 1.0, round_flags=flat), tensor)
 
 

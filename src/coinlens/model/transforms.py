@@ -21,6 +21,9 @@ LIGHTING = {"brightness": 0.35, "contrast": 0.35, "saturation": 0.3, "hue": 0.04
 # brightness (at most 1.35): a share of training crops is lit by a gain drawn from this range.
 OVEREXPOSED_GAIN = (1.3, 2.2)
 OVEREXPOSED_SHARE = 0.15
+# A shiny coin mirrors what it lies on: on a red cloth a Nordic gold coin looks copper. Shown on a
+# flat colour, a training coin takes up to this share of that colour's tint.
+REFLECTION = 0.5
 
 
 def crop_to_array(crop: Image.Image, size: int) -> np.ndarray:
@@ -111,8 +114,14 @@ def swap_backgrounds(
     noise = torch.randn(count, channels, side, side, generator=generator).to(tensor)
     use_flat = (torch.rand(count, generator=generator) < 0.5).to(tensor.device)[:, None, None, None]
     background = torch.where(use_flat, flat + 0.15 * noise, other)
+    # the coin mirrors a flat colour: each channel by its share of the colour's mean, part way
+    flat_unit = (flat + 1) / 2
+    tint = (flat_unit / flat_unit.mean(dim=1, keepdim=True).clamp_min(0.05)).clamp(0.5, 2.0)
+    strength = torch.rand(count, 1, 1, 1, generator=generator).to(tensor) * REFLECTION
+    gains = torch.where(use_flat, 1 + strength * (tint - 1), torch.ones_like(tint))
+    coins = ((tensor[which] + 1) / 2 * gains).clamp(0, 1) * 2 - 1
     out = tensor.clone()
-    out[which] = tensor[which] * coin + background * (1 - coin)
+    out[which] = coins * coin + background * (1 - coin)
     return out
 
 
