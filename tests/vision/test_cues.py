@@ -11,8 +11,6 @@ import pytest
 
 from coinlens.vision.cues import CUE_NAMES, crop_cues, cue_features, hue_difference, measure_cues
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "euro-kaa"
-
 
 def _coin(side: int, diameter_share: float, rgb: tuple[int, int, int]) -> np.ndarray:
     """A flat metal disc with a relief ring on a grey table, in a ``side`` px crop."""
@@ -46,15 +44,14 @@ def test_nothing_round_still_gives_a_colour() -> None:
     assert not np.isnan(cues[1:]).any()
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data/euro-kaa (not in the repo)")
-def test_real_euro_cents_order_by_size_and_split_by_metal() -> None:
+def test_real_euro_cents_order_by_size_and_split_by_metal(data_root: Path) -> None:
     """On phone crops of one photographer, 1 cent < 10 cent < 2 euro in apparent size, and the
     copper cents are redder than the Nordic-gold ones."""
     from PIL import Image
 
     medians = {}
     for label in ("1c", "10c", "2e", "5c", "20c"):
-        paths = sorted((DATA / "train" / label).glob("*.jpg"))[:20]
+        paths = sorted((data_root / "euro-kaa" / "train" / label).glob("*.jpg"))[:20]
         crops = np.stack(
             [np.asarray(Image.open(p).convert("RGB").resize((128, 128))) for p in paths]
         )
@@ -99,15 +96,16 @@ def test_two_metals_show_as_the_rings_chroma_minus_the_cores() -> None:
     assert np.abs(gaps[2:]).max() < 3
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data/euro-kaa (not in the repo)")
-def test_real_bimetallic_euros_are_told_from_each_other_and_from_one_metal() -> None:
+def test_real_bimetallic_euros_are_told_from_each_other_and_from_one_metal(
+    data_root: Path,
+) -> None:
     """Phone crops: the 1 euro's gap is positive, the 2 euro's negative, the 10 cent's (which
     the embedding sometimes takes for a 1 euro) near zero."""
     from PIL import Image
 
     medians = {}
     for label in ("1e", "2e", "10c"):
-        paths = sorted((DATA / "test" / label).glob("*.jpg"))[:20]
+        paths = sorted((data_root / "euro-kaa" / "test" / label).glob("*.jpg"))[:20]
         crops = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
         medians[label] = np.nanmedian(cue_features(crop_cues(crops, [False] * 20))[:, 2])
     assert medians["1e"] > 4 and medians["2e"] < -4 and abs(medians["10c"]) < 2
