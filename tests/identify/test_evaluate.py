@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from coinlens.identify.evaluate import LabelledSet, per_type_report
 from reviewable import SAMPLE
@@ -124,3 +125,44 @@ def test_eval_reads_the_photos_as_identify_does(cli, home: Path, tmp_path: Path)
     assert summary["top1"] == round(sum(right) / len(right), 4)
     decided = Counter(r["decision"] for r in records)
     assert summary["decisions"] == {d: decided[d] for d in summary["decisions"]}
+
+
+def test_eval_tells_queries_whose_own_coin_is_among_the_references_apart(
+    cli, home: Path, tmp_path: Path
+) -> None:
+    """A rescan of a photo (other size, other bytes) is found by keypoints whatever the model
+    knows of its type: eval counts the queries that had their own coin among the references
+    apart from those shown only other coins of their type (the sample's tray photos show some
+    coins twice, so the coins here are chosen distinct)."""
+    folder = tmp_path / "loo"
+    distinct = {  # four coins of each type, no two the same coin (at most 6 keypoint inliers)
+        "10c": ("train_10_15", "train_12_26", "train_13_24", "train_1_11"),
+        "20c": ("train_10_1", "train_13_23", "train_15_2", "train_18_10"),
+        "2e": ("train_10_12", "train_12_2", "train_13_5", "train_14_11"),
+        "5c": ("train_10_10", "train_11_2", "train_12_13", "train_13_16"),
+    }
+    for name, stems in distinct.items():
+        (folder / name).mkdir(parents=True)
+        for stem in stems:
+            shutil.copy(SAMPLE / "references" / name / f"{stem}.jpg", folder / name)
+    for name in ("10c", "2e"):  # one photo of each rescanned at 85%, saved anew
+        path = folder / name / f"{distinct[name][0]}.jpg"
+        with Image.open(path) as image:
+            smaller = image.resize((image.width * 85 // 100, image.height * 85 // 100))
+            smaller.save(path.with_name(f"rescan-{path.name}"), quality=88)
+    assert cli("init", "--home", home).exit_code == 0
+    report = tmp_path / "loo.json"
+    result = cli("eval", "--references", folder, "--leave-one-out", "--home", home,
+                 "--json", report)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(report.read_text())
+    assert summary["n_queries"] == 18
+    split = summary["by_evidence"]
+    same, other = split["same_coin_or_die"], split["type_only"]
+    assert same["n_queries"] == 4 and other["n_queries"] == 14  # the rescans and their photos
+    assert same["top1"] == same["top5"] == 1.0  # each found through its rescan
+    assert abs(same["top1"] * 4 + other["top1"] * 14 - summary["top1"] * 18) < 1e-3
+    assert "same coin or die among the references (4)" in result.stdout
+    assert "only other coins of the type (14)" in result.stdout
+    page = (tmp_path / "loo.mistakes.html").read_text()
+    assert "same coin or die among the references: 4 queries, top-1 1.000" in page

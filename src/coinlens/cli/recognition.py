@@ -443,6 +443,7 @@ def print_eval(summary: dict[str, Any]) -> None:
         "queries": summary["n_queries"],
         "top-1": summary["top1"],
         "top-5": summary["top5"],
+        **evidence_rows(summary["by_evidence"]),
         "coverage at 95% precision": summary["coverage_at_precision"]["0.95"],
         "coverage at 98% precision": summary["coverage_at_precision"]["0.98"],
         "auto-accepted (calibrated threshold)": summary["at_calibrated_threshold"]["coverage"],
@@ -460,6 +461,19 @@ def print_eval(summary: dict[str, Any]) -> None:
         flat["  ... of those auto-accepted (as a wrong type)"] = unknown["auto_accepted"]
     _print_mapping("evaluation", flat)
     print_weak_types(summary["per_type"])
+
+
+def evidence_rows(by_evidence: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Top-1 / top-5 for each kind of query (``evaluate.evidence_report``): finding the same coin
+    or die again and recognising a type are told apart."""
+    from coinlens.identify.evaluate import EVIDENCE_KINDS, share_text
+
+    return {
+        f"  top-1 / top-5, {EVIDENCE_KINDS[kind]} ({row['n_queries']})": (
+            f"{share_text(row['top1'])} / {share_text(row['top5'])}"
+        )
+        for kind, row in by_evidence.items()
+    }
 
 
 WEAK_TYPES_SHOWN = 10
