@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from coinlens.identify.evaluate import LabelledSet, per_type_report
+from coinlens.identify.evaluate import EvalResult, LabelledSet, mistakes_html, per_type_report
 from reviewable import SAMPLE
 
 
@@ -166,3 +166,36 @@ def test_eval_tells_queries_whose_own_coin_is_among_the_references_apart(
     assert "only other coins of the type (14)" in result.stdout
     page = (tmp_path / "loo.mistakes.html").read_text()
     assert "same coin or die among the references: 4 queries, top-1 1.000" in page
+
+
+def test_the_mistakes_page_marks_the_queries_whose_own_coin_was_there_to_find(
+    tmp_path: Path,
+) -> None:
+    """A mistake on a coin the references show again is a matching failure, not a lookalike
+    type: the page says which mistakes those are."""
+    photo = sorted((SAMPLE / "references" / "2e").glob("*.jpg"))[0]
+    mistake = {
+        "query": photo,
+        "truth": "2e",
+        "decision": "review",
+        "suggestions": [{"type": "1e", "score": 0.4, "similarity": 0.8, "evidence": [photo]}],
+    }
+    summary = {
+        "n_queries": 2, "top1": 0.0, "top5": 1.0, "coverage_at_precision": {"0.98": 0.0},
+        "model_version": 1,
+        "by_evidence": {
+            "same_coin_or_die": {"n_queries": 1, "top1": 0.0, "top5": 1.0},
+            "type_only": {"n_queries": 1, "top1": 0.0, "top5": 1.0},
+        },
+    }  # fmt: skip
+    result = EvalResult(
+        summary,
+        ["1e", "2e"],
+        np.zeros((2, 2), int),
+        [{**mistake, "same_coin_or_die": True}, {**mistake, "same_coin_or_die": False}],
+        {},
+    )
+    mistakes_html(result, tmp_path / "mistakes.html")
+    page = (tmp_path / "mistakes.html").read_text()
+    assert page.count("its own coin or die is among the references") == 1
+    assert "only other coins of the type: 1 queries, top-1 0.000, top-5 1.000" in page

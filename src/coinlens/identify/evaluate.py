@@ -491,6 +491,7 @@ def evaluate(
                 "query": queries.paths[selected[i]],
                 "truth": names[truths[i]],
                 "decision": decision,
+                "same_coin_or_die": bool(same_coin[i]),
                 "suggestions": [
                     {
                         "type": names[s.type_id],
@@ -598,7 +599,13 @@ def mistakes_html(result: EvalResult, path: Path) -> None:
     for mistake in result.mistakes:
         cells = [
             f'<td><img src="{_thumb(mistake["query"])}"><br><b>true: {e(mistake["truth"])}'
-            f"</b><br><small>{e(mistake['query'].name)}</small></td>"
+            f"</b><br><small>{e(mistake['query'].name)}</small>"
+            + (
+                "<br><small>its own coin or die is among the references</small>"
+                if mistake["same_coin_or_die"]
+                else ""
+            )
+            + "</td>"
         ]
         for s in mistake["suggestions"]:
             pictures = "".join(
