@@ -166,6 +166,8 @@ def test_eval_tells_queries_whose_own_coin_is_among_the_references_apart(
     assert "only other coins of the type (14)" in result.stdout
     page = (tmp_path / "loo.mistakes.html").read_text()
     assert "same coin or die among the references: 4 queries, top-1 1.000" in page
+    # every mistake here is a type-only query: none is marked as having had its coin to find
+    assert "its own coin or die is among the references" not in page
 
 
 def test_the_mistakes_page_marks_the_queries_whose_own_coin_was_there_to_find(
