@@ -52,8 +52,8 @@ def test_a_reviewer_records_a_coins_measures_and_its_trail_says_what_changed(sit
     # refused, each for its reason, and nothing written
     refusals = [
         ({"weight_g": 5.0, "version": before["version"]}, "rita", 409, "changed by rita"),
-        ({"weight_g": -1}, "rita", 400, "weight_g"),
-        ({"die_axis": 13}, "rita", 400, "die_axis"),
+        ({"weight_g": -1}, "rita", 400, "weight: out of range"),
+        ({"die_axis": 13}, "rita", 400, "die axis: out of range"),
         ({"weight": 4.0}, "rita", 422, "weight"),  # a misspelt field is not ignored
         ({"weight_g": 5.0}, "vic", 403, ""),  # viewers read only
     ]
@@ -87,11 +87,12 @@ def test_the_specimen_page_records_measures_as_typed(site) -> None:
     assert 'id="measures-form"' in page.text and 'name="die_axis"' in page.text
     form = {"csrf_token": _csrf(page.text), "version": str(item["version"]), "die_axis": "12"}
     comma = site.client.post(
-        f"{path}/record", data={**form, "weight_g": "4,1"}, follow_redirects=False
+        f"{path}/record", data={**form, "weight_g": "4,1g"}, follow_redirects=False
     )
     assert comma.status_code == 400  # the page again, saying why, with what was typed kept
-    assert 'id="message"' in comma.text and "weight_g &#39;4,1&#39; is not a number" in comma.text
-    assert 'value="4,1"' in comma.text and 'value="12"' in comma.text
+    assert 'id="message"' in comma.text and "weight: not a number (&#39;4,1g&#39;" in comma.text
+    assert 'id="error-weight_g"' in comma.text  # beside its field
+    assert 'value="4,1g"' in comma.text and 'value="12"' in comma.text
     assert _specimen(site, item["id"])["die_axis"] is None  # one bad field stops the whole form
 
     saved = site.client.post(

@@ -151,7 +151,11 @@ def test_bulk_accept_takes_every_auto_accept_of_the_batch(site) -> None:
         json={"batch": "batch-a", "expected_count": counts["auto_accept"]},
         headers=site.auth("rita"),
     )
-    assert done.json() == {"batch": "batch-a", "accepted": counts["auto_accept"]}
+    assert done.json() == {
+        "batch": "batch-a",
+        "accepted": counts["auto_accept"],
+        "review_id": done.json()["review_id"],
+    }
     after = _queue(site, batch="batch-a")["counts"]
     assert after["auto_accept"] == 0 and after["total"] == counts["total"] - counts["auto_accept"]
     with site.home.catalog.reader() as session:

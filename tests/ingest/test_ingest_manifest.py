@@ -31,7 +31,7 @@ def manifest(tmp_path: Path) -> Path:
         "photos/3.jpg,AN.2001.2,both,RRC 273/1,,,,,,,,3.87,,12,",
         # a coin with no type yet: backlog
         "photos/4.jpg,AN.2001.3,obverse,,,,,,,,,4.1,,,",
-        # bad rows: comma decimal weight, die axis 13, unknown side, missing file, bad year
+        # bad rows: a weight with its unit typed in, die axis 13, unknown side, missing file, bad year
         'photos/5.jpg,AN.2001.4,obverse,RRC 1/1,,,,,,,,"12,3g",,,',
         "photos/6.jpg,AN.2001.5,obverse,RRC 1/1,,,,,,,,3.1,,13,",
         "photos/7.jpg,AN.2001.6,top,RRC 1/1,,,,,,,,,,,",
@@ -51,10 +51,10 @@ def test_two_sided_specimens_with_physical_data(cli, home: Path, manifest: Path)
     assert summary["rows_skipped"] == 5
     errors = [line for line in result.stderr.splitlines() if line.startswith("coinlens: error:")]
     assert errors == [
-        "coinlens: error: export.csv line 6: weight_g '12,3g' is not a number in grams "
-        "(digits with a '.' decimal point); row skipped",
+        "coinlens: error: export.csv line 6: weight_g '12,3g' is not a number "
+        "(grams, e.g. 3.92); row skipped",
         "coinlens: error: export.csv line 7: die_axis '13' is out of range "
-        "(clock hours 0 to 12); row skipped",
+        "(clock hours 1 to 12; 0 is read as 12); row skipped",
         "coinlens: error: export.csv line 8: side 'top' is not one of obverse, reverse, both, "
         "unknown; row skipped",
         "coinlens: error: export.csv line 9: image file 'photos/missing.jpg' not found; "

@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 
 from coinlens.catalog import CoinType, Review, Specimen, TypeEdit
 from coinlens.review import (
+    CataloguedCoin,
     QueueFilter,
     ReviewConflict,
     ReviewError,
@@ -64,9 +65,12 @@ def test_actions_leave_an_audit_trail_and_refuse_stale_versions(site) -> None:
         review_specimen(
             catalog, item["id"], reviewer="lee", action="new_type", expected_version=item["version"]
         )
-    with pytest.raises(ReviewError, match="does not exist"):
+    with pytest.raises(CataloguedCoin, match="catalogued as .*re-attribute it"):
         review_specimen(catalog, item["id"], reviewer="lee", action="correct", type_id=999,
                         expected_version=None)  # fmt: skip
+    with pytest.raises(ReviewError, match="does not exist"):
+        review_specimen(catalog, item["id"], reviewer="lee", action="reattribute", type_id=999,
+                        comment="the legend says 10c", expected_version=None)  # fmt: skip
     with catalog.reader() as session:
         trail = history(session, item["id"])
         assert [(h["reviewer"], h["action"]) for h in trail] == [("kim", "skip"), ("kim", "accept")]
@@ -79,9 +83,9 @@ def test_bulk_accept_checks_the_confirmed_count(site) -> None:
         ready = bulk_accept_candidates(session, None)
     with pytest.raises(ReviewConflict):
         bulk_accept(catalog, None, reviewer="kim", expected_count=ready - 1)
-    accepted = bulk_accept(catalog, None, reviewer="kim", expected_count=ready)
+    accepted = bulk_accept(catalog, None, reviewer="kim", expected_count=ready).specimen_ids
     assert len(accepted) == ready
-    assert bulk_accept(catalog, None, reviewer="kim") == []  # safe to repeat
+    assert bulk_accept(catalog, None, reviewer="kim").specimen_ids == []  # safe to repeat
     with catalog.reader() as session:
         reviews = session.scalars(select(Review)).all()
         assert len(reviews) == ready and {r.action for r in reviews} == {"bulk_accept"}
@@ -95,13 +99,13 @@ def test_records_are_checked_like_a_manifest_and_guarded_like_reviews(site) -> N
         item = queue_page(session, QueueFilter(), limit=1).items[0]
         type_id = session.scalar(select(CoinType.id).order_by(CoinType.id))
     # text as a form or a manifest gives it; the same rules and messages as ingest's
-    with pytest.raises(ReviewError, match=r"weight_g '3,9' is not a number in grams"):
+    with pytest.raises(ReviewError, match=r"weight: not a number \('3,9g'; grams"):
         record_measures(
-            catalog, item["id"], reviewer="kim", expected_version=None, values={"weight_g": "3,9"}
+            catalog, item["id"], reviewer="kim", expected_version=None, values={"weight_g": "3,9g"}
         )
-    with pytest.raises(ReviewError, match="unknown field 'notes'"):
+    with pytest.raises(ReviewError, match="unknown field 'note'"):
         record_measures(
-            catalog, item["id"], reviewer="kim", expected_version=None, values={"notes": "x"}
+            catalog, item["id"], reviewer="kim", expected_version=None, values={"note": "x"}
         )
     state = record_measures(
         catalog,

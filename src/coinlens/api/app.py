@@ -1,4 +1,5 @@
-"""The coinlens web app: the review pages, ``/api/v1`` (OpenAPI docs at /docs), images and IIIF.
+"""The coinlens web app: the review pages, ``/api/v1`` (OpenAPI docs at /docs and /redoc, served
+offline), images and IIIF.
 
 ``create_app(home)`` builds it over an open home; ``coinlens serve`` runs it with uvicorn. The app
 keeps one ``Identifier`` (model, index, matcher) for its lifetime.
@@ -13,6 +14,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coinlens import __version__
@@ -32,7 +34,8 @@ def _wants_json(request: Request) -> bool:
 
 
 def create_app(home: Home, *, identifier: Identifier | None = None) -> FastAPI:
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) from the files fastapi-offline installs: no CDN
+    app = FastAPIOffline(
         title="coinlens",
         version=__version__,
         description="Coin identification and review. Authenticate with "
@@ -67,12 +70,13 @@ def create_app(home: Home, *, identifier: Identifier | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         headers = getattr(exc, "headers", None)
+        body = exc.detail if isinstance(exc.detail, dict) else {"error": exc.detail}
         if _wants_json(request):
-            return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=headers)
+            return JSONResponse(body, status_code=exc.status_code, headers=headers)
         return render(
             request,
             "error.html",
-            {"status": exc.status_code, "message": exc.detail},
+            {"status": exc.status_code, "message": body["error"]},
             exc.status_code,
         )
 

@@ -24,17 +24,21 @@ from coinlens.export.writers import Links, csv_chunks, iiif_collection, iiif_man
 from coinlens.identify.service import NoReferences, coins_in_photo
 from coinlens.review import (
     QueueFilter,
+    RecordRefused,
     ReviewConflict,
     ReviewError,
+    ReviewNotFound,
     SpecimenNotFound,
     TypeNotFound,
     bulk_accept,
     link_sides,
     queue_counts,
     queue_page,
+    recent_reviews,
     record_measures,
     record_type,
     review_specimen,
+    undo_review,
 )
 from coinlens.review.details import (
     search_types,
@@ -195,7 +199,7 @@ def _store_and_identify(
 @router.get("/queue")
 def queue(
     request: Request,
-    _: Reader,
+    principal: Reader,
     decision: Literal["auto_accept", "review", "possible_new_type"] | None = None,
     type_id: int | None = None,
     batch: str | None = Query(None, max_length=255),
@@ -204,8 +208,9 @@ def queue(
     cursor: str | None = Query(None, max_length=64),
     limit: int = Query(50, ge=1, le=500),
 ) -> dict[str, Any]:
-    """The review queue, least certain first; pass ``next_cursor`` back for the next page."""
-    filters = QueueFilter(decision, type_id, batch, status, order)
+    """The review queue, least certain first (the coins you skipped last); pass
+    ``next_cursor`` back for the next page."""
+    filters = QueueFilter(decision, type_id, batch, status, order, reviewer=principal.name)
     with _home(request).catalog.reader() as session:
         try:
             page = queue_page(session, filters, cursor=cursor, limit=limit)
@@ -259,7 +264,11 @@ def specimen(request: Request, specimen_id: int, _: Reader) -> dict[str, Any]:
 
 
 class ReviewRequest(BaseModel):
-    action: Literal["accept", "correct", "new_type", "skip"]
+    """One review action. ``accept``, ``correct``, ``new_type`` and ``skip`` act on backlog and
+    flagged coins; a catalogued coin changes type only by ``reattribute``, with the reason as
+    ``comment`` (anything else on it is refused with 409)."""
+
+    action: Literal["accept", "correct", "new_type", "skip", "reattribute"]
     type_id: int | None = None
     type: str | None = Field(None, max_length=255, description="A type reference, if no type_id.")
     add_type: bool = Field(
@@ -268,19 +277,23 @@ class ReviewRequest(BaseModel):
         "becomes its first reference (identify finds it at once, no training needed).",
     )
     version: int | None = Field(None, description="The specimen version you saw (conflict check).")
-    comment: str | None = Field(None, max_length=4000)
+    comment: str | None = Field(
+        None, max_length=4000, description="Why (kept in the trail; required to reattribute)."
+    )
 
 
 @contextmanager
 def review_errors() -> Iterator[None]:
     """The review layer's refusals as HTTP errors: a conflict 409, a missing record 404, a
-    refused value or action 400."""
+    refused value or action 400 (values refused per field: ``errors`` beside ``error``)."""
     try:
         yield
     except ReviewConflict as exc:
         raise HTTPException(409, str(exc)) from None
-    except (SpecimenNotFound, TypeNotFound) as exc:
+    except (SpecimenNotFound, TypeNotFound, ReviewNotFound) as exc:
         raise HTTPException(404, str(exc)) from None
+    except RecordRefused as exc:
+        raise HTTPException(400, {"error": str(exc), "errors": exc.errors}) from None
     except ReviewError as exc:
         raise HTTPException(400, str(exc)) from None
 
@@ -321,8 +334,52 @@ def apply_review(request: Request, specimen_id: int, who: str, body: ReviewReque
 
 @router.post("/specimens/{specimen_id}/review")
 def review(request: Request, specimen_id: int, body: ReviewRequest, who: Reviewer) -> dict:
-    """Accept the suggested type, correct it, flag a possible new type, or skip."""
+    """Accept the suggested type, correct it, flag a possible new type, or skip a backlog or
+    flagged coin; re-attribute a catalogued one (with the reason as ``comment``). The answer's
+    ``review_id`` undoes it (``POST /api/v1/reviews/{review_id}/undo``)."""
     return apply_review(request, specimen_id, who.name, body)
+
+
+class UndoRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str | None = Field(None, max_length=4000, description="Why, for the trail.")
+
+
+def apply_undo(request: Request, review_id: int, who: str, comment: str | None = None) -> dict:
+    """Undo a review (``undo_review``) and bring the reference index in step with every coin it
+    restored (a coin no longer catalogued leaves the references, one catalogued again joins)."""
+    with review_errors():
+        state = undo_review(_home(request).catalog, review_id, reviewer=who, comment=comment)
+    state["references_added"] = request.app.state.identifier.add_specimens(state["specimen_ids"])
+    return state
+
+
+@router.post("/reviews/{review_id}/undo")
+def undo(
+    request: Request, review_id: int, who: Reviewer, body: UndoRequest | None = None
+) -> dict[str, Any]:
+    """Undo a review action (accept, correct, flag, skip, re-attribute, record edit, link, or a
+    whole bulk accept) as a new action in the trail: the coin's type, status, measures and
+    references as they were before it. Refused with 409 where someone changed the coin since
+    (the error names them) or it was undone already. Answers the specimen's state after it."""
+    return apply_undo(request, review_id, who.name, body.comment if body else None)
+
+
+@router.get("/reviews")
+def reviews(
+    request: Request,
+    principal: Reader,
+    reviewer: str | None = Query(
+        None, max_length=255, description="A reviewer's name, or `me`; everyone's if left out."
+    ),
+    limit: int = Query(20, ge=1, le=500),
+) -> dict[str, Any]:
+    """Recent review actions, newest first (a bulk accept is one entry with its ``count``),
+    each saying whether it was undone and can be."""
+    name = principal.name if reviewer == "me" else reviewer
+    with _home(request).catalog.reader() as session:
+        return {"items": recent_reviews(session, name, limit=limit)}
 
 
 def _patch(
@@ -346,22 +403,27 @@ def _patch(
 
 
 class MeasuresRequest(BaseModel):
-    """A specimen's measures: the fields sent are written (null clears one), the rest kept."""
+    """A specimen's measures and note: the fields sent are written (null clears one), the rest
+    kept. A number may also be sent as text, with a decimal comma ("3,92")."""
 
     model_config = ConfigDict(extra="forbid")  # a misspelt field is refused, not ignored
 
     version: int | None = Field(None, description="The specimen version you saw (conflict check).")
-    weight_g: float | None = Field(None, description="Grams, above 0 and at most 5000.")
-    diameter_mm: float | None = Field(None, description="Millimetres, above 0 and at most 500.")
-    die_axis: int | None = Field(None, description="Clock hours, 0 to 12.")
+    weight_g: float | str | None = Field(None, description="Grams, above 0 and at most 5000.")
+    diameter_mm: float | str | None = Field(
+        None, description="Millimetres, above 0 and at most 500."
+    )
+    die_axis: int | str | None = Field(None, description="Clock hours, 1 to 12 (0 is read as 12).")
+    notes: str | None = Field(None, max_length=10000, description="The curator's note.")
 
 
 @router.patch("/specimens/{specimen_id}")
 def specimen_measures(
     request: Request, specimen_id: int, body: MeasuresRequest, who: Reviewer
 ) -> dict[str, Any]:
-    """Correct or complete a coin's weight, diameter and die axis (checked as a manifest's are;
-    recorded in its audit trail). ``changed`` lists what differed: [old, new] per field."""
+    """Correct or complete a coin's weight, diameter, die axis and note (checked as a manifest's
+    are, every field at once: ``errors`` per field; recorded in its audit trail, undoable by the
+    answer's ``review_id``). ``changed`` lists what differed: [old, new] per field."""
     return _patch(request, record_measures, specimen_id, who.name, body)
 
 
@@ -477,16 +539,17 @@ class BulkAcceptRequest(BaseModel):
 def apply_bulk_accept(request: Request, who: str, batch: str | None, expected: int | None):
     home = _home(request)
     try:
-        accepted = bulk_accept(home.catalog, batch, reviewer=who, expected_count=expected)
+        done = bulk_accept(home.catalog, batch, reviewer=who, expected_count=expected)
     except ReviewConflict as exc:
         raise HTTPException(409, str(exc)) from None
-    request.app.state.identifier.add_specimens(accepted)
-    return {"batch": batch, "accepted": len(accepted)}
+    request.app.state.identifier.add_specimens(done.specimen_ids)
+    return {"batch": batch, "accepted": len(done.specimen_ids), "review_id": done.review_id}
 
 
 @router.post("/bulk-accept")
 def bulk(request: Request, body: BulkAcceptRequest, who: Reviewer) -> dict[str, Any]:
-    """Accept every auto_accept suggestion of a batch (all batches without one)."""
+    """Accept every auto_accept suggestion of a batch (all batches without one); the answer's
+    ``review_id`` undoes the whole accept."""
     return apply_bulk_accept(request, who.name, body.batch, body.expected_count)
 
 

@@ -1,7 +1,10 @@
-"""The review pages: sign in, the queue, a specimen with its suggestions, bulk accept, types.
+"""The review pages: sign in, the queue, a specimen with its suggestions, bulk accept, types,
+the reviewer's recent actions (each undoable).
 
 Server-rendered HTML (Jinja2, autoescaped) with a little JavaScript for keyboard shortcuts and the
-type-ahead. Every form posts its session's CSRF token.
+type-ahead. Every form posts its session's CSRF token. The queue a reviewer works travels with
+them as ``back`` (the queue's URL with its filters and order): coin links, "back to the queue"
+and the next coin after an action all come from that list.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -27,6 +30,7 @@ from coinlens.api.rest import (
     apply_link,
     apply_rescore,
     apply_review,
+    apply_undo,
     review_errors,
 )
 from coinlens.api.security import (
@@ -37,21 +41,28 @@ from coinlens.api.security import (
     check_form_csrf,
     same,
 )
-from coinlens.catalog import DECISIONS, SPECIMEN_MEASURES, CoinType, Specimen
+from coinlens.catalog import DECISIONS, CoinType
 from coinlens.identify.scoring import confidence_text
 from coinlens.review import (
+    SPECIMEN_RECORD_FIELDS,
     TYPE_RECORD_FIELDS,
     QueueFilter,
+    RecordRefused,
+    ReviewConflict,
+    ReviewError,
+    SpecimenNotFound,
     bulk_accept_candidates,
     describe_changes,
     queue_counts,
     queue_page,
+    recent_reviews,
     record_measures,
     record_type,
+    review_summary,
 )
 from coinlens.review.actions import ACTIONS
 from coinlens.review.details import specimen_detail, type_detail
-from coinlens.review.queue import QueueError, batches
+from coinlens.review.queue import QueueError, batches, cursor_of
 from coinlens.review.sides import OTHER_SIDE
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -129,11 +140,24 @@ def logout(
     return response
 
 
+QUEUE_PARAMS = ("decision", "type", "batch", "status", "order")
+
+
 def _filters(
-    decision: str | None, type_ref: str | None, batch: str | None, status: str, order: str
+    decision: str | None,
+    type_ref: str | None,
+    batch: str | None,
+    status: str,
+    order: str,
+    reviewer: str | None = None,
 ) -> tuple[QueueFilter, dict[str, str]]:
     return QueueFilter(
-        decision or None, None, batch or None, status or "backlog", order or "confidence"
+        decision or None,
+        None,
+        batch or None,
+        status or "backlog",
+        order or "confidence",
+        reviewer=reviewer,
     ), {
         k: v
         for k, v in {
@@ -147,6 +171,43 @@ def _filters(
     }
 
 
+def _with_type(session: Any, filters: QueueFilter, type_ref: str | None) -> QueueFilter:
+    """``filters`` narrowed to the suggested type of reference ``type_ref`` (none: no coin)."""
+    if not type_ref:
+        return filters
+    type_id = session.scalar(select(CoinType.id).where(CoinType.reference == type_ref))
+    return QueueFilter(
+        filters.decision,
+        type_id or -1,
+        filters.batch,
+        filters.status,
+        filters.order,
+        reviewer=filters.reviewer,
+    )
+
+
+def queue_of(session: Any, back: str | None, reviewer: str) -> QueueFilter:
+    """The queue a reviewer came from (``back``, a /queue URL with its filters and order), for
+    ``reviewer``; the whole backlog queue where ``back`` is another page."""
+    params: dict[str, str] = {}
+    if back:
+        url = urlsplit(back)
+        if url.path == "/queue":
+            params = {k: v for k, v in parse_qsl(url.query) if k in QUEUE_PARAMS}
+    try:
+        filters, _ = _filters(
+            params.get("decision"),
+            None,
+            params.get("batch"),
+            params.get("status", "backlog"),
+            params.get("order", "confidence"),
+            reviewer,
+        )
+    except QueueError:
+        filters = QueueFilter(reviewer=reviewer)
+    return _with_type(session, filters, params.get("type"))
+
+
 @pages.get("/queue", response_class=HTMLResponse)
 def queue(
     request: Request,
@@ -158,19 +219,17 @@ def queue(
     order: str = Query("confidence", max_length=32),
     cursor: str | None = Query(None, max_length=64),
     rescored: int | None = Query(None, ge=0),
+    done: int | None = Query(None, ge=0),
 ) -> Response:
-    """Backlog coins with suggestions, the ones most in need of a human first."""
+    """Backlog coins with suggestions, the ones most in need of a human first (the ones this
+    reviewer skipped last)."""
     home = request.app.state.home
     try:
-        filters, params = _filters(decision, type, batch, status, order)
+        filters, params = _filters(decision, type, batch, status, order, user.name)
     except QueueError as exc:
         raise HTTPException(400, str(exc)) from None
     with home.catalog.reader() as session:
-        if type:
-            type_id = session.scalar(select(CoinType.id).where(CoinType.reference == type))
-            filters = QueueFilter(
-                filters.decision, type_id or -1, filters.batch, filters.status, filters.order
-            )
+        filters = _with_type(session, filters, type)
         try:
             page = queue_page(session, filters, cursor=cursor, limit=PAGE_SIZE)
         except QueueError as exc:
@@ -181,6 +240,7 @@ def queue(
     next_url = None
     if page.next_cursor:
         next_url = "/queue?" + urlencode({**params, "cursor": page.next_cursor})
+    here = "/queue" + (f"?{urlencode(params)}" if params else "")
     return render(
         request,
         "queue.html",
@@ -197,6 +257,10 @@ def queue(
             "first_page": cursor is None,
             "rescored": rescored,
             "rescore_limit": RESCORE_LIMIT,
+            "here": here,
+            "done": _done_notice(request, done),
+            "notice": request.query_params.get("notice"),
+            "message": request.query_params.get("message"),
         },
     )
 
@@ -226,22 +290,41 @@ def rescore_form(
     return RedirectResponse(f"/queue?{query}", status_code=303)
 
 
-def _next_in_queue(request: Request, specimen_id: int, back: str | None) -> str:
-    """Where to go after acting on a coin: the next one in the queue the reviewer came from."""
-    home = request.app.state.home
-    with home.catalog.reader() as session:
-        specimen = session.get(Specimen, specimen_id)
-        score = specimen.suggestion_score if specimen else None
-        page = queue_page(
-            session,
-            QueueFilter(),
-            cursor=f"{score!r}:{specimen_id}" if score is not None else None,
-            limit=1,
-        )
-    if page.items:
-        suffix = f"?{urlencode({'back': back})}" if back else ""
-        return f"/specimens/{page.items[0]['id']}{suffix}"
-    return _safe_next(back)
+def _place_in_queue(request: Request, specimen_id: int, back: str | None, reviewer: str):
+    """The coin's place in the queue the reviewer came from, before they act on it."""
+    with request.app.state.home.catalog.reader() as session:
+        filters = queue_of(session, back, reviewer)
+        return filters, cursor_of(session, filters, specimen_id)
+
+
+def _next_in_queue(
+    request: Request,
+    specimen_id: int,
+    back: str | None,
+    place: tuple[QueueFilter, str | None],
+    done: int | None = None,
+) -> str:
+    """Where to go after acting on a coin: the next one in the same filtered, ordered queue it
+    was taken from (from its start again at the end; ``place``: where the coin stood), saying
+    what was saved (``done``, the review's id, for its undo); the queue itself once empty."""
+    filters, cursor = place
+    with request.app.state.home.catalog.reader() as session:
+        following = queue_page(session, filters, cursor=cursor, limit=1).items if cursor else []
+        if not following:
+            following = [
+                item
+                for item in queue_page(session, filters, limit=2).items
+                if item["id"] != specimen_id
+            ]
+    query = {"back": back} if back else {}
+    if done is not None:
+        query["done"] = str(done)
+    if following:
+        return f"/specimens/{following[0]['id']}?{urlencode(query)}"
+    target = _safe_next(back)
+    if done is not None:
+        target += ("&" if "?" in target else "?") + urlencode({"done": done})
+    return target
 
 
 @pages.get("/specimens/{specimen_id}", response_class=HTMLResponse)
@@ -251,8 +334,26 @@ def specimen_page(
     """A coin beside its suggested types' reference coins, with the review actions."""
     params = request.query_params
     return _specimen_page(
-        request, user, specimen_id, back, message=params.get("message"), notice=params.get("notice")
+        request,
+        user,
+        specimen_id,
+        back,
+        message=params.get("message"),
+        notice=params.get("notice"),
+        done=_done(params.get("done")),
     )
+
+
+def _done(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
+
+
+def _done_notice(request: Request, done: int | None) -> dict[str, Any] | None:
+    """The review just saved (``done``, its id), for the notice with its undo button."""
+    if done is None:
+        return None
+    with request.app.state.home.catalog.reader() as session:
+        return review_summary(session, done)
 
 
 def _specimen_page(
@@ -264,10 +365,14 @@ def _specimen_page(
     message: str | None = None,
     notice: str | None = None,
     typed: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    saved: dict[str, Any] | None = None,
+    done: int | None = None,
     status: int = 200,
 ) -> Response:
     """The specimen page; ``typed``: what a refused form held (and the version its reviewer
-    saw), shown again to be put right instead of typed anew."""
+    saw), shown again to be put right instead of typed anew, with ``errors`` beside its fields;
+    ``saved``: after a conflict, what the other reviewer saved, beside what was typed."""
     with request.app.state.home.catalog.reader() as session:
         detail = specimen_detail(session, specimen_id)
     if detail is None:
@@ -279,12 +384,33 @@ def _specimen_page(
             "user": user,
             "s": {**detail, **(typed or {})},
             "back": _safe_next(back),
+            "back_label": _back_label(back),
             "can_review": user.can("reviewer"),
+            "in_queue": detail["status"] in ("backlog", "in_review"),
             "message": message,
             "notice": notice,
+            "errors": errors or {},
+            "saved": saved or {},
+            "done": _done_notice(request, done),
         },
         status,
     )
+
+
+def _back_label(back: str | None) -> str:
+    """What "back" returns to, in words."""
+    target = _safe_next(back)
+    url = urlsplit(target)
+    if url.path != "/queue":
+        return "back"
+    params = dict(parse_qsl(url.query))
+    name = "flagged coins" if params.get("status") == "in_review" else "the queue"
+    narrowed = [
+        f"{label} {params[key].replace('_', ' ')}"
+        for key, label in (("batch", "batch"), ("decision", ""), ("type", "type"))
+        if params.get(key)
+    ]
+    return f"back to {name}" + (f" ({', '.join(n.strip() for n in narrowed)})" if narrowed else "")
 
 
 @pages.post("/specimens/{specimen_id}/review")
@@ -302,7 +428,7 @@ def review_form(
     back: Annotated[str | None, Form(max_length=2048)] = None,
 ) -> Response:
     check_form_csrf(user, csrf_token)
-    if action not in ACTIONS:
+    if action not in ACTIONS or action == "reattribute":
         raise HTTPException(400, f"unknown action {action!r}")
     body = ReviewRequest(
         action=action,
@@ -312,26 +438,146 @@ def review_form(
         version=version,
         comment=comment,
     )
+    place = _place_in_queue(request, specimen_id, back, user.name)
     try:
-        apply_review(request, specimen_id, user.name, body)
+        state = apply_review(request, specimen_id, user.name, body)
     except HTTPException as exc:
         if exc.status_code in (400, 409):
             return _back_to(f"/specimens/{specimen_id}", exc.detail, back)
         raise
-    return RedirectResponse(_next_in_queue(request, specimen_id, back), status_code=303)
+    target = _next_in_queue(request, specimen_id, back, place, state["review_id"])
+    return RedirectResponse(target, status_code=303)
+
+
+@pages.post("/specimens/{specimen_id}/reattribute")
+def reattribute_form(
+    request: Request,
+    specimen_id: int,
+    user: PageReviewer,
+    version: Annotated[int, Form()],
+    type_reference: Annotated[str, Form(max_length=255)],
+    comment: Annotated[str, Form(max_length=4000)] = "",
+    confirmed: Annotated[bool, Form()] = False,
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    back: Annotated[str | None, Form(max_length=2048)] = None,
+) -> Response:
+    """A catalogued coin given another type on purpose: the type and the reason, then a
+    confirmation page saying what will change; only the confirmed form changes it."""
+    check_form_csrf(user, csrf_token)
+    path = f"/specimens/{specimen_id}"
+    reference, reason = type_reference.strip(), comment.strip()
+    if not reference or not reason:
+        return _back_to(path, "re-attribute: choose the type and give the reason", back)
+    with request.app.state.home.catalog.reader() as session:
+        chosen = session.scalar(select(CoinType).where(CoinType.reference == reference))
+        detail = specimen_detail(session, specimen_id)
+    if detail is None:
+        raise HTTPException(404, f"specimen {specimen_id} does not exist")
+    if chosen is None:
+        return _back_to(path, f"re-attribute: type {reference!r} is not in the catalogue", back)
+    if not confirmed:
+        return render(
+            request,
+            "reattribute.html",
+            {
+                "user": user,
+                "s": detail,
+                "to_type": {"id": chosen.id, "reference": chosen.reference},
+                "reason": reason,
+                "version": version,
+                "back": _safe_next(back),
+            },
+        )
+    body = ReviewRequest(action="reattribute", type_id=chosen.id, version=version, comment=reason)
+    try:
+        state = apply_review(request, specimen_id, user.name, body)
+    except HTTPException as exc:
+        if exc.status_code in (400, 409):
+            return _back_to(path, exc.detail, back)
+        raise
+    query = urlencode({"done": state["review_id"], **({"back": back} if back else {})})
+    return RedirectResponse(f"{path}?{query}", status_code=303)
+
+
+@pages.get("/reviews", response_class=HTMLResponse)
+def reviews_page(request: Request, user: PageReader) -> Response:
+    """The signed-in reviewer's recent actions, newest first, each undoable from here."""
+    params = request.query_params
+    with request.app.state.home.catalog.reader() as session:
+        items = recent_reviews(session, user.name, limit=50)
+    return render(
+        request,
+        "reviews.html",
+        {
+            "user": user,
+            "items": items,
+            "message": params.get("message"),
+            "notice": params.get("notice"),
+        },
+    )
+
+
+@pages.post("/reviews/{review_id}/undo")
+def undo_form(
+    request: Request,
+    review_id: int,
+    user: PageReviewer,
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    back: Annotated[str | None, Form(max_length=2048)] = None,
+) -> Response:
+    """Undo button (the notice after an action, the recent actions page): back where it was
+    pressed, saying what was restored, or why it was refused."""
+    check_form_csrf(user, csrf_token)
+    target = _safe_next(back or "/reviews")
+    try:
+        state = apply_undo(request, review_id, user.name)
+    except HTTPException as exc:
+        if exc.status_code in (400, 404, 409):
+            return _notice_at(target, exc.detail if isinstance(exc.detail, str) else str(exc))
+        raise
+    count = len(state["specimen_ids"])
+    what = state["undid_action"].replace("_", " ")
+    done = (
+        f"undone: the {what} of {count} coins"
+        if count > 1 and what == "bulk accept"
+        else f"undone: {what} of {state['accession']} (now {state['status'].replace('_', ' ')})"
+    )
+    return _notice_at(target, done, done=True)
+
+
+def _notice_at(target: str, text: str, *, done: bool = False) -> Response:
+    """Redirect to ``target`` (a local path, its query kept) with a message or a notice."""
+    url = urlsplit(target)
+    query = [(k, v) for k, v in parse_qsl(url.query) if k not in ("message", "notice", "done")]
+    query.append(("notice" if done else "message", text))
+    return RedirectResponse(f"{url.path}?{urlencode(query)}", status_code=303)
+
+
+def _shown(value: Any) -> str:
+    """A record's value as its form shows it."""
+    if value is None:
+        return ""
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _saved(changes: dict[str, list]) -> str:
     return f"saved: {describe_changes(changes)}" if changes else "nothing changed"
 
 
-def _back_to(path: str, message: str, back: str | None = None, *, done: bool = False) -> Response:
+def _back_to(
+    path: str,
+    message: str,
+    back: str | None = None,
+    *,
+    done: bool = False,
+    review_id: int | None = None,
+) -> Response:
     """Redirect to a page with a refusal's reason (``message``) or, ``done``, what was saved
-    (``notice``)."""
-    query = urlencode(
-        {"notice" if done else "message": message, **({"back": back} if back else {})}
-    )
-    return RedirectResponse(f"{path}?{query}", status_code=303)
+    (``notice``; ``review_id``: the review that undoes it)."""
+    query = {"notice" if done else "message": message, **({"back": back} if back else {})}
+    if review_id is not None:
+        query["done"] = str(review_id)
+    return RedirectResponse(f"{path}?{urlencode(query)}", status_code=303)
 
 
 @pages.post("/specimens/{specimen_id}/record")
@@ -343,20 +589,50 @@ async def measures_form(
     csrf_token: Annotated[str, Form(max_length=128)] = "",
     back: Annotated[str | None, Form(max_length=2048)] = None,
 ) -> Response:
-    """The specimen page's measures: weight, diameter, die axis as typed (blank clears)."""
-    return await _save_record(
-        request,
-        user,
-        csrf_token,
-        record_measures,
-        specimen_id,
-        version,
-        SPECIMEN_MEASURES,
-        lambda message, typed: _specimen_page(
-            request, user, specimen_id, back, message=message, typed=typed, status=400
-        ),
-        f"/specimens/{specimen_id}",
-        back,
+    """The specimen page's record: weight, diameter, die axis and note as typed (blank
+    clears). Refused values come back beside their fields, all at once; after someone else's
+    change, what was typed comes back beside what they saved."""
+    check_form_csrf(user, csrf_token)
+    form = await request.form()
+    values = {name: str(form.get(name) or "") for name in SPECIMEN_RECORD_FIELDS if name in form}
+    path = f"/specimens/{specimen_id}"
+    typed = {**values, "version": version}
+    try:
+        state = record_measures(
+            request.app.state.home.catalog,
+            specimen_id,
+            reviewer=user.name,
+            expected_version=version,
+            values=values,
+        )
+    except SpecimenNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except RecordRefused as exc:
+        return _specimen_page(
+            request, user, specimen_id, back, message=str(exc), typed=typed,
+            errors=exc.errors, status=400,
+        )  # fmt: skip
+    except ReviewError as exc:
+        return _specimen_page(
+            request, user, specimen_id, back, message=str(exc), typed=typed, status=400
+        )
+    except ReviewConflict as exc:
+        with request.app.state.home.catalog.reader() as session:
+            now = specimen_detail(session, specimen_id)
+        saved = {name: now[name] for name in values if _shown(now[name]) != values[name].strip()}
+        return _specimen_page(
+            request,
+            user,
+            specimen_id,
+            back,
+            message=f"{exc}. What you typed is kept below, beside what was saved: save again "
+            "to keep yours",
+            typed={**values, "version": now["version"]},
+            saved=saved,
+            status=409,
+        )
+    return _back_to(
+        path, _saved(state["changed"]), back, done=True, review_id=state.get("review_id")
     )
 
 
@@ -428,7 +704,7 @@ def link_form(
     done = f"linked: {state['linked']}'s photos are this coin's {OTHER_SIDE[side]}"
     if state["matched"]:
         done += "; matched again on both sides"
-    return _back_to(path, done, back, done=True)
+    return _back_to(path, done, back, done=True, review_id=state["review_id"])
 
 
 @pages.get("/bulk-accept", response_class=HTMLResponse)
@@ -454,7 +730,13 @@ def bulk_accept_form(
     return render(
         request,
         "bulk_accept.html",
-        {"user": user, "batch": batch, "count": 0, "done": message},
+        {
+            "user": user,
+            "batch": batch,
+            "count": 0,
+            "done": message,
+            "review_id": result["review_id"],
+        },
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -27,7 +28,19 @@ JOB_STATES = ("running", "done", "failed", "interrupted")
 ROLES = ("viewer", "reviewer", "admin")
 # "record": a reviewer corrected or completed a specimen's measures (the comment says what)
 # "link": a reviewer joined another specimen's photos to this one as its other side
-REVIEW_ACTIONS = ("accept", "correct", "new_type", "skip", "bulk_accept", "record", "link")
+# "reattribute": a catalogued coin given another type on purpose (the comment says why)
+# "undo": an earlier action reversed (``Review.undoes_id``), its values restored
+REVIEW_ACTIONS = (
+    "accept",
+    "correct",
+    "new_type",
+    "skip",
+    "bulk_accept",
+    "record",
+    "link",
+    "reattribute",
+    "undo",
+)
 # What a catalogue type says beside its reference and URI, and what is measured on a specimen:
 # the names of the columns in models, CSV manifests, the API and exports alike.
 TYPE_DESCRIPTORS = ("authority", "mint", "denomination", "date_from", "date_to", "material")
@@ -81,6 +94,35 @@ class CoinType(Base):
     specimens: Mapped[list[Specimen]] = relationship(
         back_populates="coin_type", foreign_keys="Specimen.type_id"
     )
+
+
+NOTE_KEY = "note"  # the curator's own note among the notes (the rest: columns an import kept)
+
+
+def split_notes(notes: str | None) -> tuple[str | None, dict[str, Any]]:
+    """A specimen's ``notes`` column as (the curator's note, the other fields kept from import).
+
+    The column holds a JSON object: what a manifest or a folder said that has no column of its
+    own, and the note a curator writes under ``NOTE_KEY``; text that is not such an object is a
+    note as it stands."""
+    if not notes:
+        return None, {}
+    try:
+        fields = json.loads(notes)
+    except ValueError:
+        return notes, {}
+    if not isinstance(fields, dict):
+        return notes, {}
+    note = fields.pop(NOTE_KEY, None)
+    return (str(note) if note not in (None, "") else None), fields
+
+
+def join_notes(note: str | None, fields: dict[str, Any]) -> str | None:
+    """The ``notes`` column holding ``note`` beside ``fields`` (``split_notes`` reversed)."""
+    merged = dict(fields)
+    if note:
+        merged[NOTE_KEY] = note
+    return json.dumps(merged, ensure_ascii=False, sort_keys=True) if merged else None
 
 
 class Specimen(Base):
@@ -199,9 +241,16 @@ class Suggestion(Base):
 
 
 class Review(Base):
-    """One reviewer action on a specimen: the audit trail."""
+    """One reviewer action on a specimen: the audit trail.
+
+    What undo needs is kept with it: ``before`` and ``after``, the specimen's values the action
+    replaced and wrote (an undo restores ``before`` only while ``after`` still stands, so a later
+    change is never overwritten); ``version_after``, the specimen's version once it was applied;
+    ``group_id``, the first review of a bulk accept (its reviews are undone together); and on an
+    undo, ``undoes_id``, the review it reversed."""
 
     __tablename__ = "review"
+    __table_args__ = (Index("ix_review_reviewer_recent", "reviewer", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     specimen_id: Mapped[int] = mapped_column(
@@ -212,6 +261,26 @@ class Review(Base):
     from_type_id: Mapped[int | None] = mapped_column(ForeignKey("coin_type.id"))
     to_type_id: Mapped[int | None] = mapped_column(ForeignKey("coin_type.id"))
     comment: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    version_after: Mapped[int | None] = mapped_column(Integer)
+    group_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    undoes_id: Mapped[int | None] = mapped_column(ForeignKey("review.id"), index=True)
+
+
+class QueueSkip(Base):
+    """A coin a reviewer skipped: it waits behind the others in that reviewer's queue (an undo
+    of the skip, or the coin leaving the queue, ends it)."""
+
+    __tablename__ = "queue_skip"
+    __table_args__ = (UniqueConstraint("reviewer", "specimen_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reviewer: Mapped[str] = mapped_column(String(255))
+    specimen_id: Mapped[int] = mapped_column(
+        ForeignKey("specimen.id", ondelete="CASCADE"), index=True
+    )
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

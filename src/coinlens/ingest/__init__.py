@@ -3,11 +3,14 @@
 from coinlens.ingest.runner import IngestReport, Outcome, ingest_items
 from coinlens.ingest.sources import (
     IMAGE_SUFFIXES,
+    MEASURE_LABELS,
+    BadValue,
     IngestError,
     IngestItem,
     Problem,
     ScanResult,
     check_dates,
+    check_measures,
     is_bucket_url,
     parse_measures,
     parse_type_descriptors,
@@ -20,6 +23,8 @@ from coinlens.ingest.sources import (
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MEASURE_LABELS",
+    "BadValue",
     "IngestError",
     "IngestItem",
     "IngestReport",
@@ -27,6 +32,7 @@ __all__ = [
     "Problem",
     "ScanResult",
     "check_dates",
+    "check_measures",
     "ingest_items",
     "is_bucket_url",
     "parse_measures",

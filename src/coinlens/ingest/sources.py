@@ -285,26 +285,85 @@ def scan_path(
     return scan_folder(path, status=status, batch=batch, sides_from_names=sides_from_names)
 
 
-def _number(column: str, raw: str, *, low: float, high: float, unit: str) -> float:
+class BadValue(ValueError):
+    """A value that cannot be read: what was given, what is wrong, what was expected."""
+
+    def __init__(self, raw: str, problem: str, expected: str) -> None:
+        self.raw, self.problem, self.expected = raw, problem, expected
+        super().__init__(f"{raw!r} is {problem} ({expected})")
+
+    def in_words(self, label: str) -> str:
+        """For a form: "weight: not a number ('abc'; grams, e.g. 3.92)"."""
+        return f"{label}: {self.problem} ({self.raw!r}; {self.expected})"
+
+
+def _read_number(raw: str, *, low: float, high: float, unit: str, example: str) -> float:
+    """A number in ``(low, high]``; a decimal comma ("3,92") reads as a point."""
+    text = raw.strip()
+    if "," in text and "." not in text and text.count(",") == 1:
+        text = text.replace(",", ".")
+    expected = f"{unit}, e.g. {example}"
     try:
-        value = float(raw)
+        value = float(text)
     except ValueError:
-        raise ValueError(
-            f"{column} {raw!r} is not a number in {unit} (digits with a '.' decimal point)"
-        ) from None
+        raise BadValue(raw, "not a number", expected) from None
     if not math.isfinite(value) or not low < value <= high:
-        raise ValueError(f"{column} {raw!r} is out of range (expected {low:g} to {high:g} {unit})")
+        raise BadValue(raw, "out of range", f"{low:g} to {high:g} {unit}")
+    return value
+
+
+def _read_whole(raw: str, *, low: int, high: int, meaning: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise BadValue(raw, "not a whole number", meaning) from None
+    if not low <= value <= high:
+        raise BadValue(raw, "out of range", meaning)
     return value
 
 
 def _whole(column: str, raw: str, *, low: int, high: int, meaning: str) -> int:
     try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{column} {raw!r} is not a whole number ({meaning})") from None
-    if not low <= value <= high:
-        raise ValueError(f"{column} {raw!r} is out of range ({meaning})")
-    return value
+        return _read_whole(raw, low=low, high=high, meaning=meaning)
+    except BadValue as exc:
+        raise ValueError(f"{column} {exc}") from None
+
+
+# The measures' names in words, for a curator's form.
+MEASURE_LABELS = {"weight_g": "weight", "diameter_mm": "diameter", "die_axis": "die axis"}
+_MEASURE_READERS = {
+    "weight_g": lambda raw: _read_number(raw, low=0, high=5000, unit="grams", example="3.92"),
+    "diameter_mm": lambda raw: _read_number(
+        raw, low=0, high=500, unit="millimetres", example="19.5"
+    ),
+    # 12 o'clock and 0 o'clock are one axis: stored as 12, so that the same axis is one value
+    "die_axis": lambda raw: (
+        _read_whole(raw, low=0, high=12, meaning="clock hours 1 to 12; 0 is read as 12") or 12
+    ),
+}
+
+
+def check_measures(values: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, BadValue]]:
+    """Specimen measures (``SPECIMEN_MEASURES``) read from text, and what is wrong with each
+    one that could not be read: every field at once, for a form. Blank ones are left out."""
+    fields: dict[str, Any] = {}
+    problems: dict[str, BadValue] = {}
+    for name, read in _MEASURE_READERS.items():
+        if values.get(name):
+            try:
+                fields[name] = read(values[name])
+            except BadValue as exc:
+                problems[name] = exc
+    return fields, problems
+
+
+def parse_measures(values: Mapping[str, str]) -> dict[str, Any]:
+    """Validated specimen measures (``SPECIMEN_MEASURES``) from text; blank ones are left out.
+    ValueError names the first field that cannot be read and the range expected."""
+    fields, problems = check_measures(values)
+    for name, problem in problems.items():
+        raise ValueError(f"{name} {problem}")
+    return fields
 
 
 def parse_type_descriptors(values: Mapping[str, str]) -> dict[str, Any]:
@@ -326,23 +385,6 @@ def check_dates(date_from: int | None, date_to: int | None) -> None:
     """A type's dates in order (ValueError otherwise)."""
     if date_from is not None and date_to is not None and date_from > date_to:
         raise ValueError(f"date_from {date_from} is after date_to {date_to}")
-
-
-def parse_measures(values: Mapping[str, str]) -> dict[str, Any]:
-    """Validated specimen measures (``SPECIMEN_MEASURES``) from text; blank ones are left out.
-    ValueError names the field and the range expected."""
-    fields: dict[str, Any] = {}
-    if values.get("weight_g"):
-        fields["weight_g"] = _number("weight_g", values["weight_g"], low=0, high=5000, unit="grams")
-    if values.get("diameter_mm"):
-        fields["diameter_mm"] = _number(
-            "diameter_mm", values["diameter_mm"], low=0, high=500, unit="millimetres"
-        )
-    if values.get("die_axis"):
-        fields["die_axis"] = _whole(
-            "die_axis", values["die_axis"], low=0, high=12, meaning="clock hours 0 to 12"
-        )
-    return fields
 
 
 def _parse_row(row: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:

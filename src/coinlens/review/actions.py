@@ -1,22 +1,36 @@
-"""What a reviewer does to a coin: accept, correct, flag as a possible new type, skip, bulk accept.
+"""What a reviewer does to a coin: accept, correct, flag as a possible new type, skip, bulk
+accept, and re-attribute a catalogued coin.
 
-Every action is one transaction that writes a Review row (the audit trail). Actions that change a
-specimen carry the version the reviewer saw; if someone else changed it meanwhile the action is
-refused with ``ReviewConflict`` and nothing is overwritten (optimistic locking).
+Every action is one transaction that writes a Review row (the audit trail) holding what an undo
+needs (``coinlens.review.undo``). Actions that change a specimen carry the version the reviewer
+saw; if someone else changed it meanwhile the action is refused with ``ReviewConflict`` and
+nothing is overwritten (optimistic locking). A catalogued coin is the museum's record: the queue's
+one-key actions never touch it, only a deliberate ``reattribute`` with its reason does.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from coinlens.catalog import Catalog, CoinType, Review, Specimen, TypeEdit, type_references
+from coinlens.catalog import (
+    Catalog,
+    CoinType,
+    QueueSkip,
+    Review,
+    Specimen,
+    TypeEdit,
+    type_references,
+)
 from coinlens.catalog.models import utcnow
 
-ACTIONS = ("accept", "correct", "new_type", "skip")
+# what the queue offers for a backlog or flagged coin
+QUEUE_ACTIONS = ("accept", "correct", "new_type", "skip")
+ACTIONS = (*QUEUE_ACTIONS, "reattribute")
 
 
 class ReviewError(ValueError):
@@ -29,6 +43,11 @@ class SpecimenNotFound(ReviewError):
 
 class ReviewConflict(RuntimeError):
     """Somebody changed the specimen after the reviewer loaded it."""
+
+
+class CataloguedCoin(ReviewConflict):
+    """A queue action (accept, correct, flag, skip) on a coin that is catalogued already: its
+    type changes only by ``reattribute``, with a reason."""
 
 
 def review_specimen(
@@ -47,16 +66,22 @@ def review_specimen(
     ``accept`` takes the suggested type unless ``type_id`` names another (then it is recorded as
     ``correct``); ``correct`` needs ``type_id``; both catalogue the specimen. ``new_type`` flags
     it (status in_review) for a curator to add its type. ``skip`` only leaves a trace.
-    ``add_type`` (with ``correct``, no ``type_id``): the reference of a type the catalogue lacks,
-    added in the same transaction, so that this coin becomes its first reference (an existing
-    type of that reference is used as it is).
+    These four act on backlog and flagged coins only: on a catalogued one they are refused
+    (``CataloguedCoin``), which ``reattribute`` (``type_id`` and the reason as ``comment``)
+    changes instead.
+    ``add_type`` (with ``correct`` or ``reattribute``, no ``type_id``): the reference of a type
+    the catalogue lacks, added in the same transaction, so that this coin becomes its first
+    reference (an existing type of that reference is used as it is).
     ``expected_version`` None means "whatever is there now" (scripts that accept the risk).
+    The state returned carries ``review_id``, the trail's row (``undo_review`` takes it).
     """
     if action not in ACTIONS:
         raise ReviewError(f"action {action!r}: use one of {', '.join(ACTIONS)}")
+    if action == "reattribute" and not (comment or "").strip():
+        raise ReviewError("re-attributing a catalogued coin needs the reason, as the comment")
     if add_type is not None:
         add_type = add_type.strip()
-        if action != "correct" or type_id is not None or not add_type:
+        if action not in ("correct", "reattribute") or type_id is not None or not add_type:
             raise ReviewError("a new type is added by a correct action with its reference alone")
     try:
         return _review(
@@ -82,6 +107,18 @@ def _review(
     with catalog.session() as session:
         specimen, version = specimen_as_seen(session, specimen_id, expected_version)
         from_type = specimen.type_id
+        if specimen.status == "catalogued" and action != "reattribute":
+            raise CataloguedCoin(
+                f"specimen {specimen.accession} is catalogued as "
+                f"{_reference(session, from_type)}: {action} acts on backlog and flagged coins "
+                "only; to change its type, re-attribute it (action reattribute, with the reason "
+                "as comment)"
+            )
+        if action == "reattribute" and specimen.status != "catalogued":
+            raise ReviewError(
+                f"specimen {specimen.accession} is {specimen.status.replace('_', ' ')}, not "
+                "catalogued: accept or correct it"
+            )
         if add_type is not None:
             added = session.scalar(select(CoinType).where(CoinType.reference == add_type))
             if added is None:
@@ -109,30 +146,63 @@ def _review(
             if action == "accept" and chosen != specimen.suggested_type_id:
                 action = "correct"
             values = {"type_id": chosen, "status": "catalogued"}
+        elif action == "reattribute":
+            if type_id is None:
+                raise ReviewError("reattribute needs the type the coin is to have")
+            if session.get(CoinType, type_id) is None:
+                raise ReviewError(f"type {type_id} does not exist")
+            if type_id == from_type:
+                raise ReviewError(
+                    f"specimen {specimen.accession} is {_reference(session, type_id)} already"
+                )
+            values = {"type_id": type_id}
         elif action == "new_type":
             values = {"type_id": None, "status": "in_review"}
+        before = {name: getattr(specimen, name) for name in values}
         if values and not update_if_unchanged(session, specimen, version, values):
             raise stale_conflict(session, specimen, version)
-        session.add(
-            Review(
-                specimen_id=specimen_id,
-                reviewer=reviewer,
-                action=action,
-                from_type_id=from_type,
-                to_type_id=values.get("type_id", from_type),
-                comment=comment or None,
+        if action == "skip":  # behind the others in this reviewer's queue, until undone
+            skipped = session.scalar(
+                select(QueueSkip).where(
+                    QueueSkip.reviewer == reviewer, QueueSkip.specimen_id == specimen_id
+                )
             )
-        )
+            if skipped is None:
+                session.add(QueueSkip(reviewer=reviewer, specimen_id=specimen_id))
+            else:
+                skipped.at = utcnow()
         session.flush()
         session.refresh(specimen)
-        return {
-            "id": specimen.id,
-            "accession": specimen.accession,
-            "status": specimen.status,
-            "type_id": specimen.type_id,
-            "version": specimen.version,
-            "action": action,
-        }
+        review = Review(
+            specimen_id=specimen_id,
+            reviewer=reviewer,
+            action=action,
+            from_type_id=from_type,
+            to_type_id=values.get("type_id", from_type),
+            comment=(comment or "").strip() or None,
+            before=before,
+            after=values,
+            version_after=specimen.version,
+        )
+        session.add(review)
+        session.flush()
+        return {**specimen_state(specimen), "action": action, "review_id": review.id}
+
+
+def specimen_state(specimen: Specimen) -> dict[str, Any]:
+    """What a review answers about the specimen it acted on."""
+    return {
+        "id": specimen.id,
+        "accession": specimen.accession,
+        "status": specimen.status,
+        "type_id": specimen.type_id,
+        "version": specimen.version,
+    }
+
+
+def _reference(session: Session, type_id: int | None) -> str:
+    coin_type = session.get(CoinType, type_id) if type_id is not None else None
+    return coin_type.reference if coin_type else "no type"
 
 
 def specimen_as_seen(
@@ -203,13 +273,22 @@ def bulk_accept_candidates(session: Session, batch: str | None) -> int:
     return session.scalar(select(func.count()).select_from(_bulk_query(batch).subquery())) or 0
 
 
+@dataclass(frozen=True)
+class BulkAccepted:
+    """What one bulk accept catalogued: the specimens, and the review that undoes them all."""
+
+    specimen_ids: list[int]
+    review_id: int | None  # None where nothing was waiting
+
+
 def bulk_accept(
     catalog: Catalog, batch: str | None, *, reviewer: str, expected_count: int | None = None
-) -> list[int]:
+) -> BulkAccepted:
     """Accept every ``auto_accept`` suggestion of ``batch`` (all batches if None) in one go.
 
     ``expected_count`` is what the reviewer confirmed; if the queue changed since, nothing is
-    done (``ReviewConflict``). Returns the ids of the specimens catalogued.
+    done (``ReviewConflict``). Returns the ids of the specimens catalogued and the review id of
+    the whole accept (its reviews share it as ``group_id``; ``undo_review`` undoes them at once).
     """
     with catalog.session() as session:
         rows = session.execute(_bulk_query(batch).with_for_update()).all()
@@ -219,6 +298,7 @@ def bulk_accept(
                 f"not the {expected_count} you confirmed; look again"
             )
         now = utcnow()
+        group_id = None
         for specimen_id, type_id, version in rows:
             changed = session.execute(
                 update(Specimen)
@@ -233,34 +313,44 @@ def bulk_accept(
             ).rowcount
             if changed != 1:
                 raise ReviewConflict(f"specimen {specimen_id} changed during the bulk accept")
-            session.add(
-                Review(
-                    specimen_id=specimen_id,
-                    reviewer=reviewer,
-                    action="bulk_accept",
-                    to_type_id=type_id,
-                    comment=f"batch {batch}" if batch else None,
-                    at=now,
-                )
+            review = Review(
+                specimen_id=specimen_id,
+                reviewer=reviewer,
+                action="bulk_accept",
+                to_type_id=type_id,
+                comment=f"batch {batch}" if batch else None,
+                at=now,
+                before={"type_id": None, "status": "backlog"},
+                after={"type_id": type_id, "status": "catalogued"},
+                version_after=version + 1,
+                group_id=group_id,
             )
-        return [row[0] for row in rows]
+            session.add(review)
+            if group_id is None:  # the first review names the group
+                session.flush()
+                group_id = review.group_id = review.id
+        return BulkAccepted([row[0] for row in rows], group_id)
 
 
 def history(session: Session, specimen_id: int) -> list[dict[str, Any]]:
-    """The audit trail of a specimen, oldest first, with type references."""
+    """The audit trail of a specimen, oldest first, with type references; each entry says
+    whether it was undone (``undone_by``: the undo's reviewer)."""
     reviews = session.scalars(
         select(Review).where(Review.specimen_id == specimen_id).order_by(Review.id)
     ).all()
     type_ids = {r.from_type_id for r in reviews} | {r.to_type_id for r in reviews}
     references = type_references(session, type_ids)
+    undone = {r.undoes_id: r.reviewer for r in reviews if r.undoes_id is not None}
     return [
         {
+            "review_id": r.id,
             "at": r.at.isoformat(),
             "reviewer": r.reviewer,
             "action": r.action,
             "from_type": references.get(r.from_type_id),
             "to_type": references.get(r.to_type_id),
             "comment": r.comment,
+            "undone_by": undone.get(r.id),
         }
         for r in reviews
     ]

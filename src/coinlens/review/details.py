@@ -16,6 +16,7 @@ from coinlens.catalog import (
     Specimen,
     Suggestion,
     newest_trained_version,
+    split_notes,
 )
 from coinlens.identify.scoring import Calibration
 from coinlens.review.actions import history
@@ -89,6 +90,9 @@ def coins_in_photo(session: Session, image: Image) -> dict[str, Any] | None:
 
 
 def specimen_summary(specimen: Specimen) -> dict[str, Any]:
+    """A specimen's record: ``notes`` is the curator's note, ``recorded`` what an import kept
+    that has no field of its own (a manifest's other columns, a backlog folder's label)."""
+    note, recorded = split_notes(specimen.notes)
     return {
         "id": specimen.id,
         "accession": specimen.accession,
@@ -98,6 +102,8 @@ def specimen_summary(specimen: Specimen) -> dict[str, Any]:
         "weight_g": specimen.weight_g,
         "diameter_mm": specimen.diameter_mm,
         "die_axis": specimen.die_axis,
+        "notes": note,
+        "recorded": recorded,
         "decision": specimen.decision,
         "suggested_type_id": specimen.suggested_type_id,
         "score": specimen.suggestion_score,

@@ -3,9 +3,10 @@
 Cataloguing a coin is more than its type: its weight, diameter and die axis are measured at the
 bench, and a type added in review starts as a bare reference. Ingest never overwrites what the
 catalogue holds (a manifest fills only what is missing), so these edits are how a value is
-corrected. The values are checked by the same rules as a manifest's (``coinlens.ingest``); each
-edit is one transaction, guarded by the version the curator saw, and leaves an audit trail (a
-``record`` review for a specimen, a ``TypeEdit`` for a type).
+corrected. The values are checked by the same rules as a manifest's (``coinlens.ingest``), every
+field at once; each edit is one transaction, guarded by the version the curator saw, and leaves an
+audit trail (a ``record`` review for a specimen, undoable like any review; a ``TypeEdit`` for a
+type). A specimen's ``notes`` is the curator's own note, kept beside what an import recorded.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from coinlens.catalog import (
     Review,
     Specimen,
     TypeEdit,
+    join_notes,
+    split_notes,
 )
-from coinlens.ingest import check_dates, parse_measures, parse_type_descriptors
+from coinlens.ingest import MEASURE_LABELS, check_dates, check_measures, parse_type_descriptors
 from coinlens.review.actions import (
     ReviewError,
     SpecimenNotFound,
@@ -34,17 +37,28 @@ from coinlens.review.actions import (
 )
 
 TYPE_RECORD_FIELDS = ("uri", *TYPE_DESCRIPTORS, "description")
+SPECIMEN_RECORD_FIELDS = (*SPECIMEN_MEASURES, "notes")
+FIELD_LABELS = {**MEASURE_LABELS, "notes": "note"}
 # the longest text each field holds (the columns' widths; a description is free text; a measure
 # is a number, so anything longer is a paste gone wrong, refused before it is read)
 _TEXT_LIMITS = (
     {"uri": 1024, "description": 4000}
     | {name: 255 for name in ("authority", "mint", "denomination", "material")}
     | {name: 32 for name in SPECIMEN_MEASURES}
+    | {"notes": 10000}
 )
 
 
 class TypeNotFound(ReviewError):
     """No type has that id."""
+
+
+class RecordRefused(ReviewError):
+    """Values that cannot be read: ``errors`` says what is wrong with each field, in words."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(errors.values()))
 
 
 def _texts(values: Mapping[str, Any], allowed: tuple[str, ...]) -> dict[str, str]:
@@ -61,18 +75,29 @@ def _texts(values: Mapping[str, Any], allowed: tuple[str, ...]) -> dict[str, str
 
 
 def _changes(current: object, texts: dict[str, str], parsed: dict[str, Any]) -> dict[str, list]:
-    """{field: [old, new]} for the fields whose value differs from ``current``'s."""
+    """{field: [old, new]} for the fields whose value differs from ``current``'s (a specimen's
+    ``notes``: its note)."""
     changes = {}
     for name, text in texts.items():
         new = parsed.get(name, text or None)
-        old = getattr(current, name)
+        old = _field(current, name)
         if new != old:
             changes[name] = [old, new]
     return changes
 
 
-def _new_values(changes: dict[str, list]) -> dict[str, Any]:
-    return {name: new for name, (_, new) in changes.items()}
+def _field(row: object, name: str) -> Any:
+    if isinstance(row, Specimen) and name == "notes":
+        return split_notes(row.notes)[0]
+    return getattr(row, name)
+
+
+def _new_values(row: object, changes: dict[str, list]) -> dict[str, Any]:
+    """The columns to write for ``changes`` (the note beside the notes an import kept)."""
+    values = {name: new for name, (_, new) in changes.items()}
+    if isinstance(row, Specimen) and "notes" in values:
+        values["notes"] = join_notes(values["notes"], split_notes(row.notes)[1])
+    return values
 
 
 def describe_changes(changes: dict[str, list]) -> str:
@@ -94,11 +119,12 @@ def record_measures(
     expected_version: int | None,
     values: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Set a specimen's measures (``weight_g``, ``diameter_mm``, ``die_axis``): each field given
-    is written, a blank one cleared, the others kept. Nothing changed, nothing written (no new
-    version, no trail). ``expected_version`` None means "whatever is there now"."""
+    """Set a specimen's measures (``weight_g``, ``diameter_mm``, ``die_axis``) and its note
+    (``notes``): each field given is written, a blank one cleared, the others kept. Nothing
+    changed, nothing written (no new version, no trail). Values that cannot be read are refused
+    together (``RecordRefused``). ``expected_version`` None means "whatever is there now"."""
 
-    def trail(specimen: Specimen, changes: dict[str, list]) -> Review:
+    def trail(specimen: Specimen, changes: dict[str, list], before: dict[str, Any]) -> Review:
         return Review(
             specimen_id=specimen.id,
             reviewer=reviewer,
@@ -106,10 +132,13 @@ def record_measures(
             from_type_id=specimen.type_id,
             to_type_id=specimen.type_id,
             comment=describe_changes(changes),
+            before=before,
+            after={name: getattr(specimen, name) for name in before},
+            version_after=specimen.version,
         )
 
     return _record(
-        catalog, Specimen, specimen_id, expected_version, SPECIMEN_MEASURES, values, trail
+        catalog, Specimen, specimen_id, expected_version, SPECIMEN_RECORD_FIELDS, values, trail
     )
 
 
@@ -124,7 +153,7 @@ def record_type(
     """Set a type's record (``uri``, the descriptors, ``description``) as ``record_measures``
     sets a specimen's. The reference, the type's identity in exports and models, stays."""
 
-    def trail(coin_type: CoinType, changes: dict[str, list]) -> TypeEdit:
+    def trail(coin_type: CoinType, changes: dict[str, list], _: dict[str, Any]) -> TypeEdit:
         return TypeEdit(type_id=coin_type.id, reviewer=reviewer, changes=changes)
 
     return _record(catalog, CoinType, type_id, expected_version, TYPE_RECORD_FIELDS, values, trail)
@@ -137,15 +166,23 @@ def _record(
     expected_version: int | None,
     fields: tuple[str, ...],
     values: Mapping[str, Any],
-    trail: Callable[[Any, dict[str, list]], object],
+    trail: Callable[[Any, dict[str, list], dict[str, Any]], object],
 ) -> dict[str, Any]:
     """Check ``values`` by the manifest's rules, write what differs from ``model`` row
-    ``row_id`` if its version is the one seen, with ``trail``'s audit row; the row's state."""
+    ``row_id`` if its version is the one seen, with ``trail``'s audit row (given the row as
+    written, the changes and the columns' values before); the row's state."""
     texts = _texts(values, fields)
-    try:
-        parsed = parse_measures(texts) if model is Specimen else parse_type_descriptors(texts)
-    except ValueError as exc:
-        raise ReviewError(str(exc)) from None
+    if model is Specimen:
+        parsed, problems = check_measures(texts)
+        if problems:
+            raise RecordRefused(
+                {name: problem.in_words(FIELD_LABELS[name]) for name, problem in problems.items()}
+            )
+    else:
+        try:
+            parsed = parse_type_descriptors(texts)
+        except ValueError as exc:
+            raise ReviewError(str(exc)) from None
     with catalog.session() as session:
         row = session.get(model, row_id)
         if row is None:
@@ -160,22 +197,30 @@ def _record(
             except ValueError as exc:
                 raise ReviewError(str(exc)) from None
         version = row.version if expected_version is None else expected_version
+        columns = _new_values(row, changes)
+        before = {name: getattr(row, name) for name in columns}
         if row.version != version or (
-            changes and not update_if_unchanged(session, row, version, _new_values(changes))
+            changes and not update_if_unchanged(session, row, version, columns)
         ):
             raise stale_conflict(session, row, version)
+        review_id = None
         if changes:
-            session.add(trail(row, changes))
-            session.flush()
             session.refresh(row)
+            audit = trail(row, changes, before)
+            session.add(audit)
+            session.flush()
+            review_id = audit.id if isinstance(audit, Review) else None
         name = "accession" if model is Specimen else "reference"
-        return {
+        state = {
             "id": row.id,
             name: getattr(row, name),
             "version": row.version,
-            **{field: getattr(row, field) for field in fields},
+            **{field: _field(row, field) for field in fields},
             "changed": changes,
         }
+        if model is Specimen:
+            state["review_id"] = review_id
+        return state
 
 
 def type_history(session: Session, type_id: int) -> list[dict[str, Any]]:
