@@ -31,7 +31,7 @@ def manifest(tmp_path: Path) -> Path:
         "photos/3.jpg,AN.2001.2,both,RRC 273/1,,,,,,,,3.87,,12,",
         # a coin with no type yet: backlog
         "photos/4.jpg,AN.2001.3,obverse,,,,,,,,,4.1,,,",
-        # bad rows: a weight with its unit typed in, die axis 13, unknown side, missing file, bad year
+        # bad rows: a weight with its unit, die axis 13, unknown side, missing file, bad year
         'photos/5.jpg,AN.2001.4,obverse,RRC 1/1,,,,,,,,"12,3g",,,',
         "photos/6.jpg,AN.2001.5,obverse,RRC 1/1,,,,,,,,3.1,,13,",
         "photos/7.jpg,AN.2001.6,top,RRC 1/1,,,,,,,,,,,",

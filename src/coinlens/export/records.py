@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, func, select
 
-from coinlens.catalog import Catalog, CoinType, Image, Review, Specimen
+from coinlens.catalog import Catalog, CoinType, Image, Review, Specimen, split_notes
 from coinlens.vision.localise import crop_side
 
 FORMATS = ("csv", "jsonld", "iiif")
@@ -36,6 +36,7 @@ class ExportRecord:
     die_axis: int | None
     coin_type: CoinType | None
     images: list[ExportImage] = field(default_factory=list)
+    notes: str | None = None  # the curator's note
     reviewer: str | None = None
     reviewed_at: datetime | None = None
 
@@ -115,6 +116,7 @@ def export_records(
                     die_axis=s.die_axis,
                     coin_type=types.get(s.type_id),
                     images=images.get(s.id, []),
+                    notes=split_notes(s.notes)[0],
                     reviewer=review.reviewer if review else None,
                     reviewed_at=review.at if review else None,
                 )

@@ -33,6 +33,7 @@ CSV_COLUMNS = [
     "type_uri",
     *TYPE_DESCRIPTORS,
     *SPECIMEN_MEASURES,
+    "notes",
     "obverse_image",
     "reverse_image",
     "image_urls",
@@ -86,6 +87,7 @@ def csv_row(record: ExportRecord, links: Links) -> dict[str, Any]:
         "type_uri": links.type_uri(record),
         **{name: getattr(coin_type, name) if coin_type else None for name in TYPE_DESCRIPTORS},
         **{name: getattr(record, name) for name in SPECIMEN_MEASURES},
+        "notes": record.notes,
         "obverse_image": links.media(obverse.key) if obverse else None,
         "reverse_image": links.media(reverse.key) if reverse else None,
         "image_urls": " ".join(links.media(image.key) or "" for image in record.images),
@@ -149,6 +151,8 @@ def jsonld_object(record: ExportRecord, links: Links) -> dict[str, Any]:
         node["nmo:hasDiameter"] = _typed(record.diameter_mm, "decimal")
     if record.die_axis is not None:
         node["nmo:hasAxis"] = _typed(record.die_axis, "integer")
+    if record.notes:
+        node["skos:note"] = record.notes
     for name, prop in (("obverse", "nmo:hasObverse"), ("reverse", "nmo:hasReverse")):
         image = record.side(name)
         if image is not None:
