@@ -88,15 +88,15 @@ def test_review_in_the_browser(server, browser) -> None:
     # Accept the top suggestion of the first coin by keyboard.
     first_id = int(rows.first.get_attribute("data-specimen"))
     rows.first.locator("a").click()
-    page.wait_for_url(f"{url}/specimens/{first_id}")
+    page.wait_for_url(lambda current: f"/specimens/{first_id}?" in current)
     suggested = page.inner_text("#suggestions tr[data-rank='1'] b")
     ARTEFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTEFACTS / "specimen-page.png"), full_page=True)
     page.keyboard.press("1")
-    page.wait_for_url(lambda current: f"/specimens/{first_id}" not in current)
+    page.wait_for_url(lambda current: f"/specimens/{first_id}?" not in current)
 
     # Correct the next coin through the type search.
-    second_id = int(page.url.rsplit("/", 1)[1].split("?")[0])
+    second_id = int(page.url.split("/specimens/")[1].split("?")[0])
     page.keyboard.press("/")
     page.keyboard.type("2")
     page.wait_for_function("document.querySelectorAll('#type-options option').length >= 3")
@@ -104,7 +104,7 @@ def test_review_in_the_browser(server, browser) -> None:
     assert {"20c", "2c", "2e"} <= set(options)
     page.fill("#type-search", "2e")
     page.keyboard.press("Enter")
-    page.wait_for_url(lambda current: f"/specimens/{second_id}" not in current)
+    page.wait_for_url(lambda current: f"/specimens/{second_id}?" not in current)
 
     # Bulk-accept the batch's auto-accept suggestions, with the confirmation.
     page.goto(f"{url}/queue?batch=batch-a")
@@ -179,3 +179,133 @@ def test_a_tray_coin_page_reads_at_any_width_and_steps_to_its_neighbours(
     neighbour.click()
     page.wait_for_url(f"{url}/specimens/{coins[5]}")
     assert page.locator(".photo-boxes a.box.current").get_attribute("href").endswith(f"/{coins[5]}")
+
+
+def _sign_in(page, url: str, name: str) -> None:
+    page.goto(f"{url}/login")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/queue")
+
+
+def _shown_id(page) -> int:
+    return int(page.url.split("/specimens/")[1].split("?")[0])
+
+
+def test_a_curators_work_cannot_be_lost_by_one_key(server, browser) -> None:
+    url, home = server
+    with Home.open(home) as opened, opened.catalog.reader() as session:
+        coin = session.scalars(
+            select(Specimen).where(Specimen.status == "catalogued").order_by(Specimen.id)
+        ).first()
+        coin_id, coin_type = coin.id, coin.type_id
+        other = session.scalar(
+            select(CoinType.reference).where(CoinType.id != coin_type).order_by(CoinType.id)
+        )
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(30_000)
+    _sign_in(page, url, "rita")
+
+    # a catalogued coin's page ignores the quick keys
+    page.goto(f"{url}/specimens/{coin_id}")
+    for key in ("1", "n", "s", "a"):
+        page.keyboard.press(key)
+    page.wait_for_timeout(500)
+    assert page.url == f"{url}/specimens/{coin_id}"
+    # re-attributing asks for the type, the reason, then a confirmation
+    page.click("#reattribute summary")
+    page.fill("#reattribute-type", other)
+    page.click("#reattribute-form button[type=submit]")  # no reason: the browser holds it back
+    assert page.url == f"{url}/specimens/{coin_id}"
+    page.fill("#reattribute-reason", "the numeral reads otherwise")
+    page.click("#reattribute-form button[type=submit]")
+    page.wait_for_selector("#confirm-reattribute")
+    with Home.open(home) as opened, opened.catalog.reader() as session:
+        assert session.get(Specimen, coin_id).type_id == coin_type  # not yet
+    page.click("#confirm-reattribute-button")
+    page.wait_for_selector("#saved")
+    assert other in page.inner_text("#attribution")
+    page.click("#saved button")  # undo, from the notice
+    page.wait_for_selector("#notice")
+    assert "undone" in page.inner_text("#notice")
+    with Home.open(home) as opened, opened.catalog.reader() as session:
+        assert session.get(Specimen, coin_id).type_id == coin_type
+        actions = session.scalars(
+            select(Review.action).where(Review.specimen_id == coin_id).order_by(Review.id)
+        ).all()
+        assert actions == ["reattribute", "undo"]
+
+
+def test_a_filtered_queue_keeps_its_place_and_undo_brings_a_coin_back(server, browser) -> None:
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(30_000)
+    _sign_in(page, url, "rita")
+    page.goto(f"{url}/queue?decision=review&order=margin")
+    listed = [
+        int(row.get_attribute("data-specimen")) for row in page.locator("#queue tbody tr").all()
+    ]
+    assert len(listed) >= 4
+    queue_url = page.url
+    page.locator("#queue tbody tr a").first.click()
+    accepted = []
+    for _ in range(3):
+        page.wait_for_selector("#suggestions")
+        accepted.append(_shown_id(page))
+        page.keyboard.press("1")
+        page.wait_for_url(lambda current, last=accepted[-1]: f"/specimens/{last}?" not in current)
+    assert accepted == listed[:3]
+    assert _shown_id(page) == listed[3]
+    assert "accept" in page.inner_text("#saved")
+    page.click("#saved button")  # undo the last accept: that coin is shown again, backlog
+    page.wait_for_url(lambda current: f"/specimens/{accepted[-1]}" in current)
+    assert "undone" in page.inner_text("#notice")
+    page.click("#back-link")
+    page.wait_for_url(lambda current: current.startswith(f"{url}/queue?"))
+    assert page.url.split("?")[1] == queue_url.split("?")[1].replace("&cursor=", "")
+    remaining = [
+        int(row.get_attribute("data-specimen")) for row in page.locator("#queue tbody tr").all()
+    ]
+    assert remaining[0] == accepted[-1] and not set(accepted[:2]) & set(remaining)
+    page.goto(f"{url}/reviews")
+    assert page.locator("#recent tbody tr").count() == 4
+    assert "undone by rita" in page.inner_text("#recent")
+
+    # the measures form: both errors at once, beside their fields
+    page.goto(f"{url}/specimens/{listed[3]}")
+    page.fill("#weight_g", "abc")
+    page.fill("#die_axis", "13")
+    page.click("#measures-form button[type=submit]")
+    page.wait_for_selector("#error-weight_g")
+    assert "not a number" in page.inner_text("#error-weight_g")
+    assert "out of range" in page.inner_text("#error-die_axis")
+    page.fill("#weight_g", "3,92")
+    page.fill("#die_axis", "0")
+    page.click("#measures-form button[type=submit]")
+    page.wait_for_selector("#saved")
+    assert page.input_value("#weight_g") == "3.92" and page.input_value("#die_axis") == "12"
+    page.screenshot(path=str(ARTEFACTS / "specimen-saved-with-undo.png"), full_page=True)
+
+
+def test_the_api_docs_render_with_the_network_cut(server, browser) -> None:
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(30_000)
+    outside = []
+
+    def only_here(route) -> None:
+        if route.request.url.startswith(url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_here)
+    page.goto(f"{url}/docs")
+    page.wait_for_selector(".opblock", timeout=30_000)
+    assert page.locator(".opblock").count() > 10
+    assert outside == []
+    page.goto(f"{url}/redoc")  # renders all the same (its footer's logo is ReDoc's own link)
+    page.wait_for_selector("[data-section-id]", timeout=30_000)
+    assert not [address for address in outside if not address.endswith("logo-mini.svg")]

@@ -40,7 +40,7 @@ def test_a_reviewer_records_a_coins_measures_and_its_trail_says_what_changed(sit
     assert after["status"] == before["status"]  # measuring a coin does not attribute it
     last = after["history"][-1]
     assert (last["reviewer"], last["action"]) == ("rita", "record")
-    assert "weight_g 3.92 (was none)" in last["comment"] and "die_axis 6" in last["comment"]
+    assert "weight 3.92 g (was blank)" in last["comment"] and "die axis 6 h" in last["comment"]
 
     # the same values again: nothing to write, no new version, no second trail entry
     again = site.client.patch(url, json={**body, "version": state["version"]},
@@ -98,7 +98,7 @@ def test_the_specimen_page_records_measures_as_typed(site) -> None:
     saved = site.client.post(
         f"{path}/record", data={**form, "weight_g": "4.1", "diameter_mm": ""}
     )  # follows the redirect
-    assert 'id="notice"' in saved.text and "weight_g 4.1 (was none)" in saved.text
+    assert 'id="saved"' in saved.text and "weight 4.1 g (was blank)" in saved.text
     assert 'value="4.1"' in saved.text
     detail = _specimen(site, item["id"])
     assert (detail["weight_g"], detail["diameter_mm"], detail["die_axis"]) == (4.1, None, 12)

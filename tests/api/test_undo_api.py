@@ -389,7 +389,7 @@ def test_the_measures_form_says_every_error_beside_its_field(site) -> None:
     saved = site.client.post(
         f"{path}/record", data={**form, "weight_g": "3,92", "die_axis": "0", "notes": "bent"}
     )
-    assert 'id="notice"' in saved.text and 'id="saved"' in saved.text
+    assert 'id="saved"' in saved.text and "weight 3.92 g (was blank)" in saved.text
     detail = _specimen(site, item["id"])
     assert (detail["weight_g"], detail["die_axis"], detail["notes"]) == (3.92, 12, "bent")
 

@@ -164,8 +164,8 @@ def _filters(
             "decision": decision,
             "type": type_ref,
             "batch": batch,
-            "status": status,
-            "order": order,
+            "status": status if status != "backlog" else None,
+            "order": order if order != "confidence" else None,
         }.items()
         if v
     }

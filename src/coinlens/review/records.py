@@ -100,15 +100,30 @@ def _new_values(row: object, changes: dict[str, list]) -> dict[str, Any]:
     return values
 
 
+# A specimen's fields as a curator reads them in its trail: words and units, not column names.
+_SPECIMEN_WORDS = {"weight_g": ("weight", " g"), "diameter_mm": ("diameter", " mm"),
+                   "die_axis": ("die axis", " h"), "notes": ("note", "")}  # fmt: skip
+
+
 def describe_changes(changes: dict[str, list]) -> str:
-    """``changes`` ({field: [old, new]}) as one line: "weight_g 3.92 (was none); ..."."""
+    """``changes`` ({field: [old, new]}) as one line: "mint Rome (was none)"; a specimen's
+    fields in words, "weight 3.92 g (was blank)"."""
 
-    def shown(value: Any) -> str:
-        return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    def shown(value: Any, unit: str = "") -> str:
+        if value is None:
+            return "none"
+        return (f"{value:g}" if isinstance(value, float) else str(value)) + unit
 
-    return "; ".join(
-        f"{name} {shown(new)} (was {shown(old)})" for name, (old, new) in changes.items()
-    )
+    parts = []
+    for name, (old, new) in changes.items():
+        if name in _SPECIMEN_WORDS:
+            label, unit = _SPECIMEN_WORDS[name]
+            old_text = "blank" if old is None else shown(old, unit)
+            new_text = "cleared" if new is None else shown(new, unit)
+            parts.append(f"{label} {new_text} (was {old_text})")
+        else:
+            parts.append(f"{name} {shown(new)} (was {shown(old)})")
+    return "; ".join(parts)
 
 
 def record_measures(
