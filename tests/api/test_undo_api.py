@@ -291,6 +291,24 @@ def test_flag_skip_record_and_link_are_undone_too(site) -> None:
     assert [h["action"] for h in kept["history"]] == ["link", "undo"]
 
 
+def test_an_action_before_a_link_is_undone_only_after_the_link(site) -> None:
+    first, second = _queue(site)["items"][:2]
+    accepted = _review(site, first["id"], action="accept", version=first["version"]).json()
+    linked = site.client.post(
+        f"/api/v1/specimens/{first['id']}/link",
+        json={"other": second["accession"], "side": "obverse"},
+        headers=site.auth("ada"),
+    ).json()
+    refused = _undo(site, accepted["review_id"])
+    assert refused.status_code == 409
+    assert f"linked with {second['accession']}" in refused.json()["error"]
+    assert "ada" in refused.json()["error"]
+    assert _specimen(site, first["id"])["status"] == "catalogued"
+    assert _undo(site, linked["review_id"], who="ada").status_code == 200
+    assert _undo(site, accepted["review_id"]).json()["status"] == "backlog"
+    assert _specimen(site, second["id"])["status"] == "backlog"
+
+
 def test_a_bulk_accept_of_a_thousand_coins_is_undone_in_one_action(site) -> None:
     with site.home.catalog.session() as session:
         type_id = session.scalar(select(CoinType.id).order_by(CoinType.id))

@@ -10,7 +10,6 @@ and the next coin after an action all come from that list.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -18,7 +17,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
 
 from coinlens.api.accounts import check_password, end_session, start_session
 from coinlens.api.rest import (
@@ -31,7 +29,6 @@ from coinlens.api.rest import (
     apply_rescore,
     apply_review,
     apply_undo,
-    review_errors,
 )
 from coinlens.api.security import (
     LOGIN_CSRF_COOKIE,
@@ -41,7 +38,7 @@ from coinlens.api.security import (
     check_form_csrf,
     same,
 )
-from coinlens.catalog import DECISIONS, CoinType
+from coinlens.catalog import DECISIONS
 from coinlens.identify.scoring import confidence_text
 from coinlens.review import (
     SPECIMEN_RECORD_FIELDS,
@@ -51,6 +48,7 @@ from coinlens.review import (
     ReviewConflict,
     ReviewError,
     SpecimenNotFound,
+    TypeNotFound,
     bulk_accept_candidates,
     describe_changes,
     queue_counts,
@@ -61,7 +59,7 @@ from coinlens.review import (
     review_summary,
 )
 from coinlens.review.actions import ACTIONS
-from coinlens.review.details import specimen_detail, type_detail
+from coinlens.review.details import specimen_detail, type_by_reference, type_detail
 from coinlens.review.queue import QueueError, batches, cursor_of
 from coinlens.review.sides import OTHER_SIDE
 
@@ -175,10 +173,10 @@ def _with_type(session: Any, filters: QueueFilter, type_ref: str | None) -> Queu
     """``filters`` narrowed to the suggested type of reference ``type_ref`` (none: no coin)."""
     if not type_ref:
         return filters
-    type_id = session.scalar(select(CoinType.id).where(CoinType.reference == type_ref))
+    found = type_by_reference(session, type_ref)
     return QueueFilter(
         filters.decision,
-        type_id or -1,
+        found.id if found else -1,
         filters.batch,
         filters.status,
         filters.order,
@@ -469,7 +467,7 @@ def reattribute_form(
     if not reference or not reason:
         return _back_to(path, "re-attribute: choose the type and give the reason", back)
     with request.app.state.home.catalog.reader() as session:
-        chosen = session.scalar(select(CoinType).where(CoinType.reference == reference))
+        chosen = type_by_reference(session, reference)
         detail = specimen_detail(session, specimen_id)
     if detail is None:
         raise HTTPException(404, f"specimen {specimen_id} does not exist")
@@ -636,43 +634,6 @@ async def measures_form(
     )
 
 
-async def _save_record(
-    request: Request,
-    user: Any,
-    csrf_token: str,
-    record: Callable[..., dict[str, Any]],
-    row_id: int,
-    version: int,
-    fields: tuple[str, ...],
-    refused_page: Callable[[str, dict[str, Any]], Response],
-    path: str,
-    back: str | None = None,
-) -> Response:
-    """A record form (``record``: ``record_measures`` or ``record_type``) saved: back to
-    ``path`` saying what changed; a refused value, the page again with what was typed
-    (``refused_page``); someone else's change meanwhile, the page as it is now."""
-    check_form_csrf(user, csrf_token)
-    form = await request.form()
-    # as typed, whole: a value too long is refused by the record's limits, never cut short
-    values = {name: str(form.get(name) or "") for name in fields if name in form}
-    try:
-        with review_errors():
-            state = record(
-                request.app.state.home.catalog,
-                row_id,
-                reviewer=user.name,
-                expected_version=version,
-                values=values,
-            )
-    except HTTPException as exc:
-        if exc.status_code == 400:
-            return refused_page(exc.detail, {**values, "version": version})
-        if exc.status_code == 409:
-            return _back_to(path, exc.detail, back)
-        raise
-    return _back_to(path, _saved(state["changed"]), back, done=True)
-
-
 @pages.post("/specimens/{specimen_id}/link")
 def link_form(
     request: Request,
@@ -786,17 +747,27 @@ async def type_record_form(
     version: Annotated[int, Form()],
     csrf_token: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
-    """The type page's record: each field as typed (blank clears)."""
-    return await _save_record(
-        request,
-        user,
-        csrf_token,
-        record_type,
-        type_id,
-        version,
-        TYPE_RECORD_FIELDS,
-        lambda message, typed: _type_page(
-            request, user, type_id, message=message, typed=typed, status=400
-        ),
-        f"/types/{type_id}",
-    )
+    """The type page's record: each field as typed (blank clears). A refused value: the page
+    again with what was typed; someone else's change meanwhile: the page as it is now, saying
+    who."""
+    check_form_csrf(user, csrf_token)
+    form = await request.form()
+    # as typed, whole: a value too long is refused by the record's limits, never cut short
+    values = {name: str(form.get(name) or "") for name in TYPE_RECORD_FIELDS if name in form}
+    path = f"/types/{type_id}"
+    try:
+        state = record_type(
+            request.app.state.home.catalog,
+            type_id,
+            reviewer=user.name,
+            expected_version=version,
+            values=values,
+        )
+    except TypeNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except ReviewConflict as exc:
+        return _back_to(path, str(exc))
+    except ReviewError as exc:
+        typed = {**values, "version": version}
+        return _type_page(request, user, type_id, message=str(exc), typed=typed, status=400)
+    return _back_to(path, _saved(state["changed"]), done=True)

@@ -260,7 +260,9 @@ def stale_conflict(session: Session, row: Specimen | CoinType, seen: int) -> Rev
 
 
 def _bulk_query(batch: str | None):
-    query = select(Specimen.id, Specimen.suggested_type_id, Specimen.version).where(
+    query = select(
+        Specimen.id, Specimen.suggested_type_id, Specimen.version, Specimen.type_id
+    ).where(
         Specimen.status == "backlog",
         Specimen.decision == "auto_accept",
         Specimen.suggested_type_id.is_not(None),
@@ -299,7 +301,7 @@ def bulk_accept(
             )
         now = utcnow()
         group_id = None
-        for specimen_id, type_id, version in rows:
+        for specimen_id, type_id, version, type_before in rows:
             changed = session.execute(
                 update(Specimen)
                 .where(Specimen.id == specimen_id, Specimen.version == version)
@@ -317,10 +319,11 @@ def bulk_accept(
                 specimen_id=specimen_id,
                 reviewer=reviewer,
                 action="bulk_accept",
+                from_type_id=type_before,
                 to_type_id=type_id,
                 comment=f"batch {batch}" if batch else None,
                 at=now,
-                before={"type_id": None, "status": "backlog"},
+                before={"type_id": type_before, "status": "backlog"},
                 after={"type_id": type_id, "status": "catalogued"},
                 version_after=version + 1,
                 group_id=group_id,

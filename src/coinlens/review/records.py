@@ -101,8 +101,7 @@ def _new_values(row: object, changes: dict[str, list]) -> dict[str, Any]:
 
 
 # A specimen's fields as a curator reads them in its trail: words and units, not column names.
-_SPECIMEN_WORDS = {"weight_g": ("weight", " g"), "diameter_mm": ("diameter", " mm"),
-                   "die_axis": ("die axis", " h"), "notes": ("note", "")}  # fmt: skip
+_UNITS = {"weight_g": " g", "diameter_mm": " mm", "die_axis": " h"}
 
 
 def describe_changes(changes: dict[str, list]) -> str:
@@ -116,8 +115,8 @@ def describe_changes(changes: dict[str, list]) -> str:
 
     parts = []
     for name, (old, new) in changes.items():
-        if name in _SPECIMEN_WORDS:
-            label, unit = _SPECIMEN_WORDS[name]
+        if name in FIELD_LABELS:
+            label, unit = FIELD_LABELS[name], _UNITS.get(name, "")
             old_text = "blank" if old is None else shown(old, unit)
             new_text = "cleared" if new is None else shown(new, unit)
             parts.append(f"{label} {new_text} (was {old_text})")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from coinlens.catalog import Catalog, QueueSkip, Review, Specimen, type_references
 from coinlens.catalog.models import utcnow
@@ -97,6 +97,7 @@ def _undo_values(
 ) -> tuple[Review, list[int]]:
     """Write back each review's ``before`` where its ``after`` still stands; all or nothing."""
     ids = {r.specimen_id for r in group}
+    _check_not_linked_since(session, group, ids)
     specimens = {s.id: s for s in session.scalars(select(Specimen).where(Specimen.id.in_(ids)))}
     changed = [
         r
@@ -148,6 +149,28 @@ def _undo_values(
                 undo.group_id = undo.id
     session.flush()
     return first, sorted(ids)
+
+
+def _check_not_linked_since(session: Session, group: list[Review], ids: set[int]) -> None:
+    """A coin linked with another since the review holds that other coin's values and trail
+    too: the link is undone first, so that no undo writes over what the link brought."""
+    undo = aliased(Review)
+    link = session.scalar(
+        select(Review)
+        .where(
+            Review.specimen_id.in_(ids),
+            Review.action == "link",
+            Review.id > min(r.id for r in group),
+            ~select(undo.id).where(undo.undoes_id == Review.id).exists(),
+        )
+        .order_by(Review.id)
+        .limit(1)
+    )
+    if link is not None:
+        raise ReviewConflict(
+            f"{_what(group[0])}: the coin was linked with {(link.after or {}).get('linked')} "
+            f"since, by {link.reviewer}; undo the link first"
+        )
 
 
 def _later_change(
