@@ -9,6 +9,7 @@ pool; database writes happen in order on the calling thread.
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from collections import deque
@@ -493,8 +494,14 @@ def ingest_items(
     except KeyboardInterrupt:
         report.interrupted = True
         state = "interrupted"
-        raise
     finally:
+        if report.interrupted:
+            # Ctrl-C may land inside a write: its cursor, kept alive by the interrupt's
+            # traceback, holds SQLite's write lock until it is freed. The except block is over,
+            # so the traceback is gone: collect what it held, then the job can be written.
+            gc.collect()
         report.seconds = time.perf_counter() - started
         _update_job(catalog, report.job_id, report, state)
+    if report.interrupted:
+        raise KeyboardInterrupt
     return report
