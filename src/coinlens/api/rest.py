@@ -40,6 +40,13 @@ from coinlens.review import (
     review_specimen,
     undo_review,
 )
+from coinlens.review.audit import (
+    BatchNotFound,
+    audit_status,
+    draw_sample,
+    next_audit_coin,
+    refresh_after_review,
+)
 from coinlens.review.details import (
     search_types,
     specimen_detail,
@@ -290,7 +297,7 @@ def review_errors() -> Iterator[None]:
         yield
     except ReviewConflict as exc:
         raise HTTPException(409, str(exc)) from None
-    except (SpecimenNotFound, TypeNotFound, ReviewNotFound) as exc:
+    except (SpecimenNotFound, TypeNotFound, ReviewNotFound, BatchNotFound) as exc:
         raise HTTPException(404, str(exc)) from None
     except RecordRefused as exc:
         raise HTTPException(400, {"error": str(exc), "errors": exc.errors}) from None
@@ -329,6 +336,7 @@ def apply_review(request: Request, specimen_id: int, who: str, body: ReviewReque
         )
     if body.action != "skip":
         state["references_added"] = request.app.state.identifier.add_specimens([specimen_id])
+        refresh_after_review(home.catalog, [specimen_id], home.settings)  # an audited coin?
     return state
 
 
@@ -349,9 +357,11 @@ class UndoRequest(BaseModel):
 def apply_undo(request: Request, review_id: int, who: str, comment: str | None = None) -> dict:
     """Undo a review (``undo_review``) and bring the reference index in step with every coin it
     restored (a coin no longer catalogued leaves the references, one catalogued again joins)."""
+    home = _home(request)
     with review_errors():
-        state = undo_review(_home(request).catalog, review_id, reviewer=who, comment=comment)
+        state = undo_review(home.catalog, review_id, reviewer=who, comment=comment)
     state["references_added"] = request.app.state.identifier.add_specimens(state["specimen_ids"])
+    refresh_after_review(home.catalog, state["specimen_ids"], home.settings)
     return state
 
 
@@ -539,7 +549,9 @@ class BulkAcceptRequest(BaseModel):
 def apply_bulk_accept(request: Request, who: str, batch: str | None, expected: int | None):
     home = _home(request)
     try:
-        done = bulk_accept(home.catalog, batch, reviewer=who, expected_count=expected)
+        done = bulk_accept(
+            home.catalog, batch, reviewer=who, expected_count=expected, settings=home.settings
+        )
     except ReviewConflict as exc:
         raise HTTPException(409, str(exc)) from None
     request.app.state.identifier.add_specimens(done.specimen_ids)
@@ -551,6 +563,54 @@ def bulk(request: Request, body: BulkAcceptRequest, who: Reviewer) -> dict[str, 
     """Accept every auto_accept suggestion of a batch (all batches without one); the answer's
     ``review_id`` undoes the whole accept."""
     return apply_bulk_accept(request, who.name, body.batch, body.expected_count)
+
+
+def batch_audit(request: Request, batch: str) -> dict[str, Any]:
+    home = _home(request)
+    with review_errors():
+        return audit_status(home.catalog, batch, home.settings)
+
+
+@router.get("/batches/{batch}/audit")
+def get_audit(request: Request, batch: str, _: Reader) -> dict[str, Any]:
+    """The batch's shift, its audit (the drawn coins not yet reviewed as ``sample``, how many
+    were reviewed and wrong, the precision and its one-sided 95% lower bound) and whether its
+    auto-accept is allowed. Review the sample with ``POST /api/v1/specimens/{id}/review``
+    (accept: right; another type: wrong)."""
+    return batch_audit(request, batch)
+
+
+class DrawRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    n: int | None = Field(
+        None, ge=1, le=1000, description="Coins to draw (default: the home's audit_sample)."
+    )
+
+
+def apply_draw(request: Request, batch: str, who: str, n: int | None) -> dict[str, Any]:
+    home = _home(request)
+    with review_errors():
+        drawn = draw_sample(home.catalog, batch, n=n or home.settings.audit_sample, reviewer=who)
+        return {**audit_status(home.catalog, batch, home.settings), "drawn_now": drawn}
+
+
+@router.post("/batches/{batch}/audit/draw")
+def draw(
+    request: Request, batch: str, who: Reviewer, body: DrawRequest | None = None
+) -> dict[str, Any]:
+    """Draw more of the batch's auto-accept candidates into its audit, at random and spread
+    over the suggested types; answers the audit as ``GET`` does, with ``drawn_now``."""
+    return apply_draw(request, batch, who.name, body.n if body else None)
+
+
+@router.post("/batches/{batch}/audit/next")
+def audit_next(request: Request, batch: str, who: Reviewer) -> dict[str, Any]:
+    """The drawn coin for the caller to review next, held for them so that no other reviewer
+    gets it (``specimen_id`` null when none is left for them)."""
+    home = _home(request)
+    with review_errors():
+        return {"specimen_id": next_audit_coin(home.catalog, batch, reviewer=who.name)}
 
 
 @router.get("/types")

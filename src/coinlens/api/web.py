@@ -9,14 +9,17 @@ and the next coin after an action all come from that list.
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+from sqlalchemy import select
 
 from coinlens.api.accounts import check_password, end_session, start_session
 from coinlens.api.rest import (
@@ -25,6 +28,7 @@ from coinlens.api.rest import (
     RescoreRequest,
     ReviewRequest,
     apply_bulk_accept,
+    apply_draw,
     apply_link,
     apply_rescore,
     apply_review,
@@ -38,8 +42,9 @@ from coinlens.api.security import (
     check_form_csrf,
     same,
 )
-from coinlens.catalog import DECISIONS
+from coinlens.catalog import DECISIONS, Specimen
 from coinlens.identify.scoring import confidence_text
+from coinlens.identify.shift import SIGNAL_WORDS
 from coinlens.review import (
     SPECIMEN_RECORD_FIELDS,
     TYPE_RECORD_FIELDS,
@@ -59,6 +64,7 @@ from coinlens.review import (
     review_summary,
 )
 from coinlens.review.actions import ACTIONS
+from coinlens.review.audit import BatchNotFound, audit_status, batch_hold, next_audit_coin
 from coinlens.review.details import specimen_detail, type_by_reference, type_detail
 from coinlens.review.queue import QueueError, batches, cursor_of
 from coinlens.review.sides import OTHER_SIDE
@@ -235,6 +241,8 @@ def queue(
         counts = queue_counts(session, filters)
         batch_names = batches(session, filters.status)
         ready = bulk_accept_candidates(session, filters.batch) if filters.batch else None
+    home = request.app.state.home
+    hold = batch_hold(home.catalog, filters.batch, home.settings)
     next_url = None
     if page.next_cursor:
         next_url = "/queue?" + urlencode({**params, "cursor": page.next_cursor})
@@ -252,6 +260,7 @@ def queue(
             "batches": batch_names,
             "next_url": next_url,
             "ready": ready,
+            "hold": hold,
             "first_page": cursor is None,
             "rescored": rescored,
             "rescore_limit": RESCORE_LIMIT,
@@ -301,10 +310,21 @@ def _next_in_queue(
     back: str | None,
     place: tuple[QueueFilter, str | None],
     done: int | None = None,
+    reviewer: str = "",
 ) -> str:
     """Where to go after acting on a coin: the next one in the same filtered, ordered queue it
     was taken from (from its start again at the end; ``place``: where the coin stood), saying
     what was saved (``done``, the review's id, for its undo); the queue itself once empty."""
+    audited = _audit_batch(back)
+    if audited is not None:  # from an audit: its next drawn coin for this reviewer
+        query = {"back": back} if back else {}
+        if done is not None:
+            query["done"] = str(done)
+        catalog = request.app.state.home.catalog
+        following_id = next_audit_coin(catalog, audited, reviewer=reviewer)
+        if following_id is not None and following_id != specimen_id:
+            return f"/specimens/{following_id}?{urlencode(query)}"
+        return _safe_next(back) + (f"?{urlencode({'done': done})}" if done is not None else "")
     filters, cursor = place
     with request.app.state.home.catalog.reader() as session:
         following = queue_page(session, filters, cursor=cursor, limit=1).items if cursor else []
@@ -443,7 +463,7 @@ def review_form(
         if exc.status_code in (400, 409):
             return _back_to(f"/specimens/{specimen_id}", exc.detail, back)
         raise
-    target = _next_in_queue(request, specimen_id, back, place, state["review_id"])
+    target = _next_in_queue(request, specimen_id, back, place, state["review_id"], user.name)
     return RedirectResponse(target, status_code=303)
 
 
@@ -672,9 +692,13 @@ def link_form(
 def bulk_accept_page(
     request: Request, user: PageReviewer, batch: str | None = Query(None, max_length=255)
 ) -> Response:
-    with request.app.state.home.catalog.reader() as session:
+    home = request.app.state.home
+    hold = batch_hold(home.catalog, batch, home.settings)
+    with home.catalog.reader() as session:
         count = bulk_accept_candidates(session, batch)
-    return render(request, "bulk_accept.html", {"user": user, "batch": batch, "count": count})
+    return render(
+        request, "bulk_accept.html", {"user": user, "batch": batch, "count": count, "hold": hold}
+    )
 
 
 @pages.post("/bulk-accept")
@@ -686,7 +710,21 @@ def bulk_accept_form(
     batch: Annotated[str | None, Form(max_length=255)] = None,
 ) -> Response:
     check_form_csrf(user, csrf_token)
-    result = apply_bulk_accept(request, user.name, batch or None, expected_count)
+    try:
+        result = apply_bulk_accept(request, user.name, batch or None, expected_count)
+    except HTTPException as exc:
+        if exc.status_code != 409:
+            raise
+        home = request.app.state.home
+        with home.catalog.reader() as session:
+            count = bulk_accept_candidates(session, batch or None)
+        hold = batch_hold(home.catalog, batch or None, home.settings)
+        return render(
+            request,
+            "bulk_accept.html",
+            {"user": user, "batch": batch, "count": count, "hold": hold, "refused": exc.detail},
+            status=409,
+        )
     message = f"accepted {result['accepted']} coins" + (f" of batch {batch}" if batch else "")
     return render(
         request,
@@ -698,6 +736,127 @@ def bulk_accept_form(
             "done": message,
             "review_id": result["review_id"],
         },
+    )
+
+
+AUDIT_PATH = re.compile(r"^/batches/([^/?#]+)/audit")
+
+
+def _audit_batch(back: str | None) -> str | None:
+    """The batch whose audit page ``back`` is, if it is one."""
+    found = AUDIT_PATH.match(back or "")
+    return unquote(found.group(1)) if found else None
+
+
+def history_svg(history: list[dict[str, Any]], required: float) -> str:
+    """The audit's precision and its lower bound after each review, as a small line chart
+    (inline SVG: no script, works offline)."""
+    if not history:
+        return ""
+    width, height, pad = 360, 140, 28
+    count = len(history)
+
+    def x(i: int) -> float:
+        return pad + (width - 2 * pad) * (i / max(count - 1, 1))
+
+    def y(v: float) -> float:
+        return height - pad - (height - 2 * pad) * v
+
+    def line(key: str) -> str:
+        return " ".join(f"{x(i):.1f},{y(h[key]):.1f}" for i, h in enumerate(history))
+
+    return (
+        f'<svg id="audit-history" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" aria-label="precision and its 95% lower bound after '
+        f'each review">'
+        f'<line x1="{pad}" x2="{width - pad}" y1="{y(required):.1f}" y2="{y(required):.1f}" '
+        f'stroke="#b45309" stroke-dasharray="4 3"/>'
+        f'<text x="{width - pad}" y="{y(required) - 4:.1f}" text-anchor="end" font-size="10">'
+        f"needed {required:.2f}</text>"
+        f'<polyline fill="none" stroke="#2563eb" stroke-width="2" points="{line("precision")}"/>'
+        f'<polyline fill="none" stroke="#16a34a" stroke-width="2" '
+        f'points="{line("lower_bound")}"/>'
+        f'<text x="{pad}" y="{height - 8}" font-size="10">1</text>'
+        f'<text x="{width - pad}" y="{height - 8}" font-size="10" text-anchor="end">'
+        f"{count} reviewed</text>"
+        f'<text x="4" y="{y(1.0) + 4:.1f}" font-size="10">1</text>'
+        f'<text x="4" y="{y(0.0) + 4:.1f}" font-size="10">0</text>'
+        "</svg>"
+    )
+
+
+@pages.get("/batches/{batch}/audit", response_class=HTMLResponse)
+def audit_page(request: Request, batch: str, user: PageReader) -> Response:
+    """A batch's shift and audit: draw a sample, review it coin by coin, see the verdict."""
+    home = request.app.state.home
+    try:
+        status = audit_status(home.catalog, batch, home.settings)
+    except BatchNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    with home.catalog.reader() as session:
+        accessions = dict(
+            session.execute(
+                select(Specimen.id, Specimen.accession).where(
+                    Specimen.id.in_([c["specimen_id"] for c in status["coins"]])
+                )
+            ).all()
+        )
+    params = request.query_params
+    return render(
+        request,
+        "audit.html",
+        {
+            "user": user,
+            "batch": batch,
+            "status": status,
+            "accessions": accessions,
+            "signal_words": SIGNAL_WORDS,
+            "chart": Markup(history_svg(status["history"], status["required"])),
+            "default_draw": home.settings.audit_sample,
+            "here": f"/batches/{quote(batch, safe='')}/audit",
+            "rescore_limit": RESCORE_LIMIT,
+            "done": _done_notice(request, _done(params.get("done"))),
+            "notice": params.get("notice"),
+            "message": params.get("message"),
+        },
+    )
+
+
+@pages.post("/batches/{batch}/audit/draw")
+def audit_draw_form(
+    request: Request,
+    batch: str,
+    user: PageReviewer,
+    n: Annotated[int, Form(ge=1, le=1000)],
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    check_form_csrf(user, csrf_token)
+    here = f"/batches/{quote(batch, safe='')}/audit"
+    try:
+        result = apply_draw(request, batch, user.name, n)
+    except HTTPException as exc:
+        if exc.status_code in (400, 409):
+            return _back_to(here, exc.detail)
+        raise
+    count = len(result["drawn_now"])
+    return _back_to(here, f"drew {count} coin{'s' if count != 1 else ''} into the audit", done=True)
+
+
+@pages.post("/batches/{batch}/audit/next")
+def audit_next_form(
+    request: Request,
+    batch: str,
+    user: PageReviewer,
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """Open the next drawn coin for this reviewer (held for them), or say none is left."""
+    check_form_csrf(user, csrf_token)
+    here = f"/batches/{quote(batch, safe='')}/audit"
+    specimen_id = next_audit_coin(request.app.state.home.catalog, batch, reviewer=user.name)
+    if specimen_id is None:
+        return _back_to(here, "no drawn coin is left for you to review", done=True)
+    return RedirectResponse(
+        f"/specimens/{specimen_id}?{urlencode({'back': here})}", status_code=303
     )
 
 

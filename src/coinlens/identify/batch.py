@@ -17,18 +17,28 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from coinlens.catalog import Home, Image, Job, Specimen, Suggestion
 from coinlens.catalog.models import utcnow
 from coinlens.catalog.queries import specimens_by_accession, type_references
+from coinlens.identify.batches import (
+    batch_calibrations,
+    batches_of,
+    check_batch,
+    current_check,
+    hold_reason,
+    is_held,
+    refit_batch,
+)
 from coinlens.identify.engine import (
     CropRef,
     CurrentModel,
@@ -39,6 +49,7 @@ from coinlens.identify.engine import (
     ref_views,
 )
 from coinlens.identify.scoring import explain
+from coinlens.identify.shift import Shift, coin_signals
 from coinlens.ingest import IngestItem
 from coinlens.storage import atomic_open
 
@@ -134,6 +145,10 @@ def identify_specimens(
     version_id = model.version.id
     done = set() if rescore else _done(home, specimen_ids, version_id)
     todo = [s for s in specimen_ids if s not in done]
+    batch_of = batches_of(home, specimen_ids)
+    batches = sorted({b for b in batch_of.values() if b})
+    # matched again: the coins a person reviewed in each batch refit its calibration first
+    refits = [refit_batch(home, b, model, matcher) for b in batches] if rescore else []
     if progress.on_total:
         progress.on_total(len(todo), len(done))
     with home.catalog.session() as session:
@@ -148,6 +163,7 @@ def identify_specimens(
         session.flush()
         job_id = job.id
     decisions = {"auto_accept": 0, "review": 0, "possible_new_type": 0}
+    candidates: Counter[str | None] = Counter()  # auto-accept candidates per batch, this run
     state = "failed"
     try:
         for start in range(0, len(todo), chunk_size):
@@ -162,6 +178,9 @@ def identify_specimens(
                 refs = crop_refs(rows)
                 catalogued = {s.id for _, s in rows if s.status == "catalogued"}
                 copies = catalogued_copies(session, refs)
+                chunk_batches = {batch_of.get(s) for s in chunk} - {None}
+                calibrations = batch_calibrations(session, chunk_batches, version_id)
+                held = {b: is_held(session, b, version_id, home.settings) for b in chunk_batches}
             groups_by_specimen: dict[int, list[int]] = {s: [] for s in chunk}
             for row, ref in enumerate(refs):
                 groups_by_specimen[ref.specimen_id].append(row)
@@ -173,22 +192,33 @@ def identify_specimens(
                 vectors, cues = embed_loaded(model.embedder, arrays, refs)
             # A catalogued coin's own images are references: it is matched as if they were not.
             exclude = [({s} if s in catalogued else set(), set()) for s in specimens]
-            results = matcher.match(
-                vectors,
-                [groups_by_specimen[s] for s in specimens],
-                top_k=top_k,
-                exclude=exclude if catalogued else None,
-                query_crop=lambda row, refs=refs: ref_views(home.store, refs[row]),
-                query_cues=cues,
-            )
+            # each batch's coins with its own calibration, where one was refitted for it
+            calibration_of = [calibrations.get(batch_of.get(s)) for s in specimens]
+            results: list = [None] * len(specimens)
+            for calibration in {id(c): c for c in calibration_of}.values():
+                mine = [i for i, c in enumerate(calibration_of) if c is calibration]
+                found = matcher.match(
+                    vectors,
+                    [groups_by_specimen[specimens[i]] for i in mine],
+                    top_k=top_k,
+                    exclude=[exclude[i] for i in mine] if catalogued else None,
+                    query_crop=lambda row, refs=refs: ref_views(home.store, refs[row]),
+                    query_cues=cues,
+                    calibration=calibration,
+                )
+                for i, result in zip(mine, found, strict=True):
+                    results[i] = result
             with home.catalog.session() as session:
                 session.execute(
                     delete(Suggestion)
                     .where(Suggestion.specimen_id.in_(specimens))
                     .where(Suggestion.model_version_id == version_id)
                 )
-                for specimen_id, (suggestions, decision, _) in zip(specimens, results, strict=True):
-                    reason = explain(suggestions, matcher.calibration)[1] if suggestions else ""
+                for number, (specimen_id, (suggestions, decision, _)) in enumerate(
+                    zip(specimens, results, strict=True)
+                ):
+                    calibration = calibration_of[number] or matcher.calibration
+                    reason = explain(suggestions, calibration)[1] if suggestions else ""
                     if specimen_id in copies and specimen_id not in catalogued:
                         # never accepted in bulk: that would catalogue one coin twice
                         decision = "review"
@@ -197,9 +227,18 @@ def identify_specimens(
                             "a second record of that coin?"
                         )
                     decisions[decision] += 1
-                    summarise(session.get(Specimen, specimen_id), suggestions, decision)
+                    if decision == "auto_accept":
+                        candidates[batch_of.get(specimen_id)] += 1
+                    specimen = session.get(Specimen, specimen_id)
+                    summarise(specimen, suggestions, decision)
+                    if decision == "auto_accept" and held.get(batch_of.get(specimen_id), False):
+                        specimen.decision = "review"  # until the batch's check or audit allows it
                     if not suggestions:
                         continue
+                    signals = coin_signals(
+                        [s.similarity for s in suggestions],
+                        cues[groups_by_specimen[specimen_id]],
+                    )
                     for rank_number, suggestion in enumerate(suggestions, start=1):
                         evidence = {
                             "images": suggestion.evidence,
@@ -207,6 +246,7 @@ def identify_specimens(
                         }
                         if rank_number == 1:  # why the decision: for the reviewer
                             evidence["reason"] = reason
+                            evidence["signals"] = signals  # for the batch's shift check
                         session.add(
                             Suggestion(
                                 specimen_id=specimen_id,
@@ -222,6 +262,11 @@ def identify_specimens(
                 job.done = min(len(todo), start + len(chunk))
             if progress.on_chunk:
                 progress.on_chunk(len(chunk), decisions)
+        checks = {b: check_batch(home, b, model) for b in batches}
+        held_now = sum(candidates[b] for b, (_, held_batch) in checks.items() if held_batch)
+        decisions["auto_accept"] -= held_now  # they wait in review for the batch's audit
+        decisions["review"] += held_now
+        decisions["held_for_audit"] = held_now
         state = "done"
     except KeyboardInterrupt:
         state = "interrupted"
@@ -231,7 +276,33 @@ def identify_specimens(
             job = session.get(Job, job_id)
             job.state, job.finished_at = state, utcnow()
             job.message = json.dumps(decisions)
-    return {"identified": len(todo), "already_done": len(done), "decisions": decisions}
+    with home.catalog.reader() as session:
+        waiting = {
+            b: session.scalar(
+                select(func.count())
+                .select_from(Specimen)
+                .where(Specimen.batch == b, Specimen.decision == "auto_accept")
+                .where(Specimen.status == "backlog")
+            )
+            or 0
+            for b in batches
+        }
+    return {
+        "identified": len(todo),
+        "already_done": len(done),
+        "decisions": decisions,
+        "batches": {
+            b: {
+                "shift": shift.as_dict(),
+                "held": is_batch_held,
+                "auto_accept_waiting": waiting[b],
+            }
+            for b, (shift, is_batch_held) in checks.items()
+        },
+        "recalibrated": {
+            r.batch: {"reviewed": r.reviewed, "right": r.right} for r in refits if r.calibration
+        },
+    }
 
 
 def suggestion_records(
@@ -262,6 +333,11 @@ def suggestion_records(
                 .where(Image.specimen_id.in_(chunk))
                 .order_by(Image.id)
             ).all()
+            shifts = {
+                batch: Shift.from_dict(check.shift if check else None)
+                for batch in {s.batch for s in specimens.values() if s.batch}
+                for check in [current_check(session, batch, version_id)]
+            }
         by_specimen: dict[int, list[Suggestion]] = {}
         for suggestion in suggestions:
             by_specimen.setdefault(suggestion.specimen_id, []).append(suggestion)
@@ -276,13 +352,19 @@ def suggestion_records(
             if specimen is None:
                 continue
             ranked = by_specimen.get(specimen_id, [])
+            decision = ranked[0].decision if ranked else "possible_new_type"
+            reason = (ranked[0].evidence or {}).get("reason") if ranked else None
+            if decision == "auto_accept" and specimen.decision == "review":  # held
+                decision = "review"
+                reason = hold_reason(shifts.get(specimen.batch) or Shift(n=0))
             yield {
                 "source": sources.get(specimen_id, [{}])[0].get("source"),
                 "images": sources.get(specimen_id, []),
                 "accession": specimen.accession,
                 "specimen_id": specimen_id,
-                "decision": ranked[0].decision if ranked else "possible_new_type",
-                "decision_reason": (ranked[0].evidence or {}).get("reason") if ranked else None,
+                "decision": decision,
+                "decision_reason": reason,
+                "batch": specimen.batch,
                 "suggestions": [
                     {
                         "rank": s.rank,

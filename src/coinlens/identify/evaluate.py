@@ -32,6 +32,7 @@ from PIL import ImageDraw, ImageFont
 
 from coinlens.identify.engine import CurrentModel, Matcher
 from coinlens.identify.scoring import Calibration, coverage_at_precision
+from coinlens.identify.shift import batch_shift, coin_signals
 from coinlens.identify.verify import (
     CoinViews,
     KeypointVerifier,
@@ -367,6 +368,14 @@ def floors_by_label(model: CurrentModel, type_id: dict[str, int]) -> Calibration
     return replace(calibration, type_floors=floors)
 
 
+def _accepted(accepted: np.ndarray, right: np.ndarray) -> dict[str, float | None]:
+    """The share of queries ``accepted`` and how many of those were ``right``."""
+    return {
+        "coverage": round(float(accepted.mean()), 4) if len(accepted) else 0.0,
+        "precision": round(float(right[accepted].mean()), 4) if accepted.any() else None,
+    }
+
+
 def evaluate(
     model: CurrentModel,
     references: LabelledSet,
@@ -374,9 +383,12 @@ def evaluate(
     *,
     top_k: int = 5,
     verify: bool = True,
+    batch_name: str = "queries",
 ) -> EvalResult:
     """Match ``queries`` (or, if None, the references leave-one-out) and score the answers;
-    ``verify`` re-ranks uncertain shortlists by keypoint matching."""
+    ``verify`` re-ranks uncertain shortlists by keypoint matching. The queries are one batch
+    (``batch_name``): its shift from the model's calibration coins is measured as ``coinlens
+    identify`` measures it, and what would be auto-accepted after its hold is scored."""
     embedder = model.embedder
     leave_one_out = queries is None
     embed_started = time.perf_counter()
@@ -418,6 +430,13 @@ def evaluate(
         query_crop=queries.views,
         query_cues=cues,
     )
+    shift = batch_shift(
+        model.calibration.shift_profile,
+        [
+            coin_signals([s.similarity for s in r[0]], cues[all_groups[g]])
+            for r, g in zip(results, matched, strict=True)
+        ],
+    )
     results, unknown_results = results[: len(selected)], results[len(selected) :]
     seconds = time.perf_counter() - started
     if leave_one_out:  # the queries' embeddings are the references': count that time too
@@ -449,6 +468,8 @@ def evaluate(
             scores.append(s.score)
             right.append(s.type_id == t)
     reliability = {group: reliability_bins(*values) for group, values in shown.items()}
+    calibration_errors = {group: calibration_error(bins) for group, bins in reliability.items()}
+    kept = accepted & (not shift.shifted)  # a shifted batch's auto-accepts wait for an audit
     suggested = np.array([r[0][0].type_id if r[0] else -1 for r in results], dtype=int)
     confusion = np.zeros((len(names), len(names)), dtype=int)
     for r, t in zip(results, truths, strict=True):
@@ -470,8 +491,17 @@ def evaluate(
             "coverage": round(float(accepted.mean()), 4) if len(accepted) else 0.0,
             "precision": round(float(top1[accepted].mean()), 4) if accepted.any() else None,
         },
-        "calibration_error": {
-            group: calibration_error(bins) for group, bins in reliability.items()
+        "calibration_error": calibration_errors,
+        "shift": shift.as_dict(),
+        "batches": {
+            batch_name: {
+                "n_queries": len(truths),
+                "shift": {"score": shift.score, "threshold": shift.threshold},
+                "shifted": shift.shifted,
+                "calibration_error": calibration_errors["top"],
+                "auto_accept": _accepted(accepted, top1),
+                "auto_accept_after_hold": _accepted(kept, top1),
+            }
         },
         "decisions": decisions,
         "leave_one_out": leave_one_out,

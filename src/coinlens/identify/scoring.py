@@ -95,6 +95,14 @@ class Calibration:
     heldout_coverage_at_threshold: float | None = None
     # of held-out coins matched as if the catalogue lacked their type, the share auto-accepted
     heldout_as_new_accepted: float | None = None
+    # the held-out coins the map was fitted on (a sample): a batch's reviewed coins are pooled
+    # with them to refit it for that batch (``recalibrate_for_batch``)
+    heldout_certainty: list[float] = field(default_factory=list)
+    heldout_correct: list[int] = field(default_factory=list)
+    heldout_similarity: list[float] = field(default_factory=list)
+    # the held-out coins' signals (``coinlens.identify.shift.profile``): what a batch's
+    # photography is compared with
+    shift_profile: dict[str, list] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # JSON gives the type ids back as strings
@@ -436,15 +444,17 @@ def _pav(
     lower: float = -LOG_ODDS_CAP,
     upper: float = LOG_ODDS_CAP,
     prior_coins: float = ISOTONIC_PRIOR_COINS,
+    weights: np.ndarray | None = None,
 ) -> tuple[list[float], list[float]]:
     """Isotonic (non-decreasing) regression of y on x by pool-adjacent-violators, each step
-    shrunk towards the mean of y by ``prior_coins`` (then pooled again where that broke the
-    order), as knots from ``lower`` to ``upper``: flat beyond the data at both ends, since
-    nothing was seen there to say more."""
+    shrunk towards the (weighted) mean of y by ``prior_coins`` (then pooled again where that
+    broke the order), as knots from ``lower`` to ``upper``: flat beyond the data at both ends,
+    since nothing was seen there to say more. ``weights``: each point's, in coins (default 1)."""
     order = np.argsort(x, kind="stable")
     xs, ys = np.asarray(x, dtype=float)[order], np.asarray(y, dtype=float)[order]
-    steps = _pool_adjacent(ys, np.ones_like(ys), xs, xs)
-    prior = float(ys.mean())
+    ws = np.ones_like(ys) if weights is None else np.asarray(weights, dtype=float)[order]
+    steps = _pool_adjacent(ys, ws, xs, xs)
+    prior = float(np.average(ys, weights=ws))
     sums, counts = np.array([b[0] for b in steps]), np.array([b[1] for b in steps])
     shrunk = (sums + prior_coins * prior) / (counts + prior_coins)
     steps = _pool_adjacent(
@@ -760,6 +770,12 @@ def fit_calibration(
     confidence = calibration.confidence(certainty)
     threshold = accept_threshold(confidence, correct_arr.astype(bool), target_precision)
     calibration.accept_threshold = threshold
+    kept = np.arange(n)
+    if n > KEPT_HELDOUT:
+        kept = np.sort(np.random.default_rng(0).choice(n, KEPT_HELDOUT, replace=False))
+    calibration.heldout_certainty = [round(float(v), 5) for v in certainty[kept]]
+    calibration.heldout_correct = [int(v) for v in correct_arr[kept]]
+    calibration.heldout_similarity = [round(float(v), 5) for v in similarity_arr[kept]]
     right = similarity_arr[correct_arr.astype(bool)]
     if len(right):
         calibration.novelty_similarity = float(np.quantile(right, NOVELTY_QUANTILE))
@@ -790,14 +806,80 @@ def fit_calibration(
     return calibration
 
 
-def accept_threshold(confidence: np.ndarray, correct: np.ndarray, precision: float) -> float:
+KEPT_HELDOUT = 3000  # held-out (certainty, right) pairs kept with a calibration, at most
+# A batch's reviewed coins, all together, weigh this many times the held-out coins when its map
+# is refitted: the batch's own photography is what its confidences must hold under.
+BATCH_WEIGHT = 2.0
+MIN_BATCH_COINS = 5  # reviewed coins of a batch before its calibration is refitted
+
+
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    at = np.searchsorted(cumulative, q * cumulative[-1], side="left")
+    return float(values[order][min(at, len(values) - 1)])
+
+
+def recalibrate_for_batch(
+    base: Calibration,
+    certainty: Sequence[float],
+    correct: Sequence[bool],
+    similarity: Sequence[float],
+) -> Calibration:
+    """``base`` refitted for one batch: its isotonic map, auto-accept threshold and similarity
+    floors fitted on the held-out coins pooled with the batch's reviewed coins (``certainty``,
+    whether the top type was right, its ``similarity``; matched without themselves), the batch
+    weighing ``BATCH_WEIGHT`` times the held-out coins. ``base`` unchanged where the batch has
+    fewer than ``MIN_BATCH_COINS`` reviewed coins."""
+    n_batch = len(certainty)
+    if n_batch < MIN_BATCH_COINS:
+        return base
+    home_x = np.asarray(base.heldout_certainty, dtype=float)
+    n_home = len(home_x)
+    x = np.r_[home_x, np.asarray(certainty, dtype=float)]
+    y = np.r_[np.asarray(base.heldout_correct, dtype=float), np.asarray(correct, dtype=float)]
+    sims = np.r_[np.asarray(base.heldout_similarity, dtype=float), np.asarray(similarity)]
+    if len(sims) != len(x):  # a calibration that kept no similarities: the batch's alone
+        x, y, sims = x[n_home:], y[n_home:], np.asarray(similarity, dtype=float)
+        n_home = 0
+    w_batch = BATCH_WEIGHT * n_home / n_batch if n_home else 1.0
+    weights = np.r_[np.ones(n_home), np.full(n_batch, w_batch)]
+    bound = LOG_ODDS_CAP + base.similarity_weight
+    iso_x, iso_y = _pav(x, y, -bound, bound, weights=weights)
+    refitted = Calibration.from_dict(
+        {**base.as_dict(), "iso_x": iso_x, "iso_y": iso_y, "iso_space": "log_odds"}
+    )
+    confidence = refitted.confidence(x)
+    refitted.accept_threshold = accept_threshold(
+        confidence, y.astype(bool), base.target_precision, weights
+    )
+    right = y.astype(bool)
+    if right.any():
+        refitted.novelty_similarity = min(
+            base.novelty_similarity,
+            _weighted_quantile(sims[right], weights[right], NOVELTY_QUANTILE),
+        )
+        refitted.familiar_similarity = _weighted_quantile(
+            sims[right], weights[right], FAMILIAR_QUANTILE
+        )
+    return refitted
+
+
+def accept_threshold(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    precision: float,
+    weights: np.ndarray | None = None,
+) -> float:
     """The lowest confidence t at which the suggestions with confidence >= t are at least
-    ``precision`` right (1.01, i.e. never, if no t achieves it). Equal confidences are accepted
-    or refused together, as a threshold would."""
+    ``precision`` right (1.01, i.e. never, if no t achieves it), each counted with its
+    ``weights`` (default 1). Equal confidences are accepted or refused together, as a threshold
+    would."""
+    weights = np.ones(len(confidence)) if weights is None else np.asarray(weights, dtype=float)
     best = 1.01
     for value in np.unique(confidence)[::-1]:
         accepted = confidence >= value
-        if correct[accepted].mean() >= precision:
+        if np.average(correct[accepted], weights=weights[accepted]) >= precision:
             best = float(value)
     return best
 

@@ -23,6 +23,7 @@ from coinlens.identify.engine import (
     Matcher,
     add_refs,
     catalogued_crops,
+    current_model,
     embed_refs,
     load_crops,
     ref_views,
@@ -36,6 +37,7 @@ from coinlens.identify.scoring import (
     fit_similarity_weight,
     fit_temperature,
 )
+from coinlens.identify.shift import coin_signals, profile
 from coinlens.identify.verify import KeypointVerifier
 from coinlens.index import ReferenceIndex
 from coinlens.model.embedder import Embedder
@@ -213,6 +215,21 @@ def clearly_better(tried: list, plain: list, truths: list[int]) -> bool:
     return bool(gains.mean() > 2 * gains.std(ddof=1) / np.sqrt(len(gains)))
 
 
+def shift_profile(
+    results: list, groups: Sequence[Sequence[int]], cues: np.ndarray | None
+) -> dict[str, list]:
+    """The signals of coins matched as ``results`` (one per group of rows of ``cues``): the
+    profile a batch's photography is compared with (``coinlens.identify.shift``)."""
+    return profile(
+        [
+            coin_signals(
+                [s.similarity for s in result[0]], cues[list(rows)] if cues is not None else None
+            )
+            for result, rows in zip(results, groups, strict=True)
+        ]
+    )
+
+
 def _top_similarities(results: list) -> list[float]:
     """The plain similarity of each match result's best type (0 where there is none)."""
     return [result[0][0].similarity if result[0] else 0.0 for result in results]
@@ -332,6 +349,7 @@ def calibrate(
         as_new_similarities=_top_similarities(as_new),
         new_type_share=new_type_share,
     )
+    calibration.shift_profile = shift_profile(results, groups, query_cues)
     ranked = [[s.type_id for s in result[0][:5]] for result in results]
     top1 = np.mean([r[:1] == [t] for r, t in zip(ranked, truths, strict=True)]) if truths else 0.0
     top5 = np.mean([t in r for r, t in zip(ranked, truths, strict=True)]) if truths else 0.0
@@ -484,6 +502,7 @@ def train_model(
                 "types": len(types),
                 "type_ids": types,
                 "max_image_id": max(r.image_id for r in refs),
+                "heldout_specimens": sorted({r.specimen_id for r in heldout}),
                 "config": vars(config),
             },
             metrics={
@@ -505,3 +524,48 @@ def train_model(
         version_id = version.id
     with home.catalog.reader() as session:
         return session.scalar(select(ModelVersion).where(ModelVersion.id == version_id))
+
+
+def recalibrate_model(home: Home, *, heldout_fraction: float = 0.15) -> Calibration:
+    """Fit the current trained model's calibration again, on the held-out coins it was trained
+    without (the same split ``train_model`` made), and store it with the version: for a
+    changed ``auto_accept_precision`` or ``new_type_share``, or a model trained before its
+    calibration kept what shift checks and batch recalibration need."""
+    model = current_model(home)
+    snapshot = model.version.training_snapshot or {}
+    if model.version.artefacts is None or snapshot.get("kind") != "trained":
+        raise TrainingError("no trained model to calibrate again: run `coinlens train` first")
+    refs = [r for r in catalogued_crops(home) if r.image_id <= snapshot.get("max_image_id", 0)]
+    trained_types = set(snapshot.get("type_ids") or [])
+    refs = [r for r in refs if not trained_types or r.type_id in trained_types]
+    if "heldout_specimens" in snapshot:  # the coins it was trained without, as recorded
+        kept = set(snapshot["heldout_specimens"])
+        train = [r for r in refs if r.specimen_id not in kept]
+        heldout = [r for r in refs if r.specimen_id in kept]
+    else:  # trained before the split was recorded: the same split, if the coins are the same
+        train, heldout = split_heldout(refs, heldout_fraction)
+    embedder = model.embedder
+    train_embedded = embed_refs(home, embedder, train)
+    queries = heldout or train
+    queries_embedded = embed_refs(home, embedder, heldout) if heldout else train_embedded
+    calibration, validation = calibrate(
+        build_index(train, train_embedded),
+        queries,
+        queries_embedded[0],
+        query_cues=queries_embedded[1],
+        target_precision=home.settings.auto_accept_precision,
+        new_type_share=home.settings.new_type_share,
+        leave_one_out=not heldout,
+        verifier=store_verifier(home),
+        store=home.store,
+        relit_queries=relit_coins(home.store, queries, embedder.input_size, embedder),
+    )
+    with home.catalog.session() as session:
+        version = session.get(ModelVersion, model.version.id)
+        validation = {**(version.metrics or {}).get("validation", {}), **validation}
+        version.metrics = {
+            **(version.metrics or {}),
+            "calibration": calibration.as_dict(),
+            "validation": validation,
+        }
+    return calibration

@@ -1,6 +1,7 @@
 """Human review: the queue of what most needs a curator, and the actions that settle a coin."""
 
 from coinlens.review.actions import (
+    AuditRequired,
     BulkAccepted,
     CataloguedCoin,
     ReviewConflict,
@@ -28,6 +29,7 @@ from coinlens.review.undo import ReviewNotFound, recent_reviews, review_summary,
 __all__ = [
     "SPECIMEN_RECORD_FIELDS",
     "TYPE_RECORD_FIELDS",
+    "AuditRequired",
     "BulkAccepted",
     "CataloguedCoin",
     "QueueFilter",

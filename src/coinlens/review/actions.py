@@ -27,6 +27,8 @@ from coinlens.catalog import (
     type_references,
 )
 from coinlens.catalog.models import utcnow
+from coinlens.config import Settings
+from coinlens.identify.batches import audit_verdict, refresh_hold
 
 # what the queue offers for a backlog or flagged coin
 QUEUE_ACTIONS = ("accept", "correct", "new_type", "skip")
@@ -270,8 +272,13 @@ def _bulk_query(batch: str | None):
     return query.where(Specimen.batch == batch) if batch else query
 
 
-def bulk_accept_candidates(session: Session, batch: str | None) -> int:
-    """How many coins ``bulk_accept`` would catalogue now (for the confirmation)."""
+def bulk_accept_candidates(
+    session: Session, batch: str | None, settings: Settings | None = None
+) -> int:
+    """How many coins ``bulk_accept`` would catalogue now (for the confirmation); with
+    ``settings``, after the batch's hold was settled again by its audit."""
+    if batch and settings is not None:
+        refresh_hold(session, batch, settings)
     return session.scalar(select(func.count()).select_from(_bulk_query(batch).subquery())) or 0
 
 
@@ -283,16 +290,33 @@ class BulkAccepted:
     review_id: int | None  # None where nothing was waiting
 
 
+class AuditRequired(ReviewConflict):
+    """The batch's auto-accept is held until an audit allows it."""
+
+
 def bulk_accept(
-    catalog: Catalog, batch: str | None, *, reviewer: str, expected_count: int | None = None
+    catalog: Catalog,
+    batch: str | None,
+    *,
+    reviewer: str,
+    expected_count: int | None = None,
+    settings: Settings | None = None,
 ) -> BulkAccepted:
     """Accept every ``auto_accept`` suggestion of ``batch`` (all batches if None) in one go.
 
     ``expected_count`` is what the reviewer confirmed; if the queue changed since, nothing is
-    done (``ReviewConflict``). Returns the ids of the specimens catalogued and the review id of
-    the whole accept (its reviews share it as ``group_id``; ``undo_review`` undoes them at once).
+    done (``ReviewConflict``). A batch whose auto-accept is held for an audit is refused
+    (``AuditRequired``; its audit is judged against ``settings``, the home's). Returns the ids
+    of the specimens catalogued and the review id of the whole accept (its reviews share it as
+    ``group_id``; ``undo_review`` undoes them at once).
     """
     with catalog.session() as session:
+        if batch and settings is not None and refresh_hold(session, batch, settings):
+            verdict = audit_verdict(session, batch, settings)
+            raise AuditRequired(
+                f"batch {batch}: auto-accept is held for an audit (its photography differs "
+                f"from the calibration coins, or its audit found a mistake); {verdict.sentence()}"
+            )
         rows = session.execute(_bulk_query(batch).with_for_update()).all()
         if expected_count is not None and expected_count != len(rows):
             raise ReviewConflict(
