@@ -1,6 +1,6 @@
 """A shifted batch from identify to an audit and Match again, as a curator would run it.
 
-    python bench/audit.py HOME FOLDER [--budget 50] [--first 30] [--json OUT]
+    python bench/audit.py HOME FOLDER [--budget 50] [--first 30] [--teach 0] [--json OUT]
 
 HOME: a home with a trained model (it is changed: work on a copy). FOLDER: photos of one batch
 named ``<label>_...`` (the label is the truth, never shown to coinlens). The batch is identified
@@ -8,8 +8,10 @@ named ``<label>_...`` (the label is the truth, never shown to coinlens). The bat
 each drawn coin reviewed as the truth says (accept where the suggestion is right, else correct),
 then matched again with its reviewed coins as references and its calibration refitted; where
 the audit still holds it and the budget allows, the coins its verdict asks for are drawn and
-reviewed, and the batch matched again. Prints and writes JSON: before and after, the batch's
-top-1, the share auto-accepted and how many of those are right, the audit's verdict.
+reviewed, and the batch matched again; ``--teach N`` first spends N of the budget on coins
+drawn where they teach the calibration most (``purpose="teach"``). Prints and writes JSON:
+before and after, the batch's top-1, the share auto-accepted and how many of those are right,
+the audit's verdict.
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--budget", type=int, default=50)
     parser.add_argument("--first", type=int, default=30)
+    parser.add_argument("--teach", type=int, default=0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     started = time.perf_counter()
@@ -124,7 +127,13 @@ def main() -> None:
     result: dict = {"batch": batch, "coins": len(truth), "before": measure(home, batch, truth)}
     identifier = Identifier(home)
     reviewed, rounds = 0, []
-    draw = min(args.first, args.budget)
+    if args.teach:
+        ids = draw_sample(home.catalog, batch, n=args.teach, reviewer="bench", purpose="teach")
+        wrong = review_drawn(home, identifier, ids, truth)
+        reviewed += len(ids)
+        refit = match_again(home, identifier, batch)
+        rounds.append({"teach": len(ids), "wrong": wrong, "refit": refit})
+    draw = min(args.first, args.budget - reviewed)
     while draw > 0:
         ids = draw_sample(home.catalog, batch, n=draw, reviewer="bench", seed=len(rounds))
         wrong = review_drawn(home, identifier, ids, truth)

@@ -405,3 +405,35 @@ def test_the_audit_page_shows_the_shift_and_draws_for_a_reviewer(audited: Site) 
     assert audited.client.post(
         "/batches/intake/audit/draw", data={"n": 3, "csrf_token": csrf}
     ).status_code in (401, 403)
+
+
+def test_teaching_draws_take_the_least_certain_of_each_type_and_do_not_count(
+    audited: Site,
+) -> None:
+    with audited.home.catalog.reader() as session:
+        waiting = session.execute(
+            select(Specimen.id, Specimen.suggested_type_id, Specimen.suggestion_score).where(
+                Specimen.batch == "intake",
+                Specimen.status == "backlog",
+                Specimen.suggested_type_id.is_not(None),
+            )
+        ).all()
+    types = {t for _, t, _ in waiting}
+    response = audited.client.post(
+        "/api/v1/batches/intake/audit/draw",
+        json={"n": len(types), "purpose": "teach"},
+        headers=audited.auth("rita"),
+    )
+    assert response.status_code == 200, response.text
+    chosen = response.json()["drawn_now"]
+    of = {i: (t, score) for i, t, score in waiting}
+    assert {of[i][0] for i in chosen} == types  # one of each suggested type
+    for specimen_id in chosen:
+        suggested, score = of[specimen_id]
+        assert score == min(s for _, t, s in waiting if t == suggested)
+    other = next(t for t in types if t != of[chosen[0]][0])
+    _review(audited, chosen[0], "correct", type_id=other)
+    state = _audit(audited, "intake")
+    assert (state["reviewed"], state["wrong"]) == (0, 0) and not state["held"]
+    coins = {c["specimen_id"]: c for c in state["coins"]}
+    assert coins[chosen[0]]["purpose"] == "teach" and coins[chosen[0]]["right"] is False

@@ -309,3 +309,33 @@ def test_the_api_docs_render_with_the_network_cut(server, browser) -> None:
     page.goto(f"{url}/redoc")  # renders all the same (its footer's logo is ReDoc's own link)
     page.wait_for_selector("[data-section-id]", timeout=30_000)
     assert not [address for address in outside if not address.endswith("logo-mini.svg")]
+
+
+def test_an_audit_is_drawn_and_reviewed_coin_by_coin_in_the_browser(server, browser) -> None:
+    url, home = server
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(30_000)
+    _sign_in(page, url, "rita")
+    page.goto(f"{url}/batches/batch-a/audit")
+    assert "Photographed like the calibration coins" in page.inner_text("#shift")
+    page.fill("input[name=n]", "2")
+    page.click("#audit-draw")
+    page.wait_for_selector("#notice")
+    assert "drew 2 coins" in page.inner_text("#notice")
+    assert page.inner_text("[data-count=drawn]") == "2"
+    page.click("#audit-next")  # the first drawn coin, held for rita
+    page.wait_for_url(lambda current: "/specimens/" in current and "back=" in current)
+    first = page.url.split("/specimens/")[1].split("?")[0]
+    page.keyboard.press("1")  # accept: right
+    page.wait_for_url(lambda current: f"/specimens/{first}?" not in current)
+    assert "/specimens/" in page.url  # the second drawn coin
+    page.keyboard.press("1")  # then back to the audit
+    page.wait_for_url(lambda current: "/batches/batch-a/audit" in current)
+    assert page.inner_text("[data-count=reviewed]") == "2"
+    assert page.inner_text("[data-count=wrong]") == "0"
+    assert page.locator("#audit-history").count() == 1  # the bound after each review
+    ARTEFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTEFACTS / "audit-page.png"), full_page=True)
+    with Home.open(home) as opened, opened.catalog.reader() as session:
+        reviewed = session.scalars(select(Review.reviewer).where(Review.action == "accept")).all()
+    assert reviewed == ["rita", "rita"]

@@ -158,6 +158,17 @@ def test_eval_reports_numbers_and_pictures(cli, trained, tmp_path: Path) -> None
     assert "calibration error" in result.stdout
     diagram = (tmp_path / "report" / "eval.reliability.png").read_bytes()
     assert diagram.startswith(b"\x89PNG")
+    # the queries as one batch, checked as identify checks one: shift, calibration, auto-accept
+    shift = summary["shift"]
+    assert {"score", "threshold", "shifted", "signals", "reason"} <= set(shift)
+    assert 0 <= shift["score"] <= 1 and shift["n"] == 40
+    batch = summary["batches"][queries.name]
+    assert batch["shift"] == {"score": shift["score"], "threshold": shift["threshold"]}
+    assert batch["calibration_error"] == errors["top"]
+    assert batch["auto_accept"]["coverage"] == summary["at_calibrated_threshold"]["coverage"]
+    after = batch["auto_accept_after_hold"]
+    assert after["coverage"] == (0.0 if batch["shifted"] else batch["auto_accept"]["coverage"])
+    assert "auto-accepted after hold" in result.stdout
 
 
 def test_eval_leave_one_out_never_counts_exact_copies(cli, trained, tmp_path: Path) -> None:

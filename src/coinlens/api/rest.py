@@ -586,12 +586,22 @@ class DrawRequest(BaseModel):
     n: int | None = Field(
         None, ge=1, le=1000, description="Coins to draw (default: the home's audit_sample)."
     )
+    purpose: Literal["bound", "teach"] = Field(
+        "bound",
+        description="bound: at random from the auto-accept candidates, counted in the bound; "
+        "teach: the batch's least certain coins, spread over the suggested types, for its "
+        "calibration (not counted in the bound).",
+    )
 
 
-def apply_draw(request: Request, batch: str, who: str, n: int | None) -> dict[str, Any]:
+def apply_draw(
+    request: Request, batch: str, who: str, n: int | None, purpose: str = "bound"
+) -> dict[str, Any]:
     home = _home(request)
     with review_errors():
-        drawn = draw_sample(home.catalog, batch, n=n or home.settings.audit_sample, reviewer=who)
+        drawn = draw_sample(
+            home.catalog, batch, n=n or home.settings.audit_sample, reviewer=who, purpose=purpose
+        )
         return {**audit_status(home.catalog, batch, home.settings), "drawn_now": drawn}
 
 
@@ -601,7 +611,9 @@ def draw(
 ) -> dict[str, Any]:
     """Draw more of the batch's auto-accept candidates into its audit, at random and spread
     over the suggested types; answers the audit as ``GET`` does, with ``drawn_now``."""
-    return apply_draw(request, batch, who.name, body.n if body else None)
+    if body is None:
+        return apply_draw(request, batch, who.name, None)
+    return apply_draw(request, batch, who.name, body.n, body.purpose)
 
 
 @router.post("/batches/{batch}/audit/next")

@@ -829,11 +829,12 @@ def audit_draw_form(
     user: PageReviewer,
     n: Annotated[int, Form(ge=1, le=1000)],
     csrf_token: Annotated[str, Form(max_length=128)] = "",
+    purpose: Annotated[str, Form(max_length=16)] = "bound",
 ) -> Response:
     check_form_csrf(user, csrf_token)
     here = f"/batches/{quote(batch, safe='')}/audit"
     try:
-        result = apply_draw(request, batch, user.name, n)
+        result = apply_draw(request, batch, user.name, n, purpose)
     except HTTPException as exc:
         if exc.status_code in (400, 409):
             return _back_to(here, exc.detail)

@@ -324,6 +324,9 @@ class AuditSample(Base):
     )
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"))
     suggested_type_id: Mapped[int | None] = mapped_column(ForeignKey("coin_type.id"))
+    # "bound": drawn at random from the candidates, counted in the audit's bound; "teach":
+    # chosen where a review teaches the batch's calibration most, not counted in the bound
+    purpose: Mapped[str] = mapped_column(String(16), default="bound", server_default="bound")
     drawn_by: Mapped[str] = mapped_column(String(255))
     drawn_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_by: Mapped[str | None] = mapped_column(String(255))

@@ -66,6 +66,7 @@ class AuditOutcome:
     drawn_at: datetime
     claimed_by: str | None
     claimed_at: datetime | None
+    purpose: str = "bound"
     reviewer: str | None = None
     reviewed_at: datetime | None = None
     review_id: int | None = None
@@ -97,6 +98,7 @@ def audit_outcomes(session: Session, batch: str) -> list[AuditOutcome]:
                 s.drawn_at,
                 s.claimed_by,
                 s.claimed_at,
+                s.purpose,
                 review.reviewer if review else None,
                 review.at if review else None,
                 review.id if review else None,

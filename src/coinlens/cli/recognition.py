@@ -143,6 +143,25 @@ def train(
             "photos under a lamp are.",
         ),
     ] = 0.15,
+    white_balance: Annotated[
+        float,
+        typer.Option(
+            "--white-balance",
+            min=0.0,
+            max=1.0,
+            help="Share of training crops under another white balance (a coloured lamp, "
+            "another camera).",
+        ),
+    ] = 0.0,
+    tight_crops: Annotated[
+        float,
+        typer.Option(
+            "--tight-crops",
+            min=0.0,
+            max=1.0,
+            help="Share of training crops cut tighter, at or inside the coin's rim.",
+        ),
+    ] = 0.0,
     input_size: Annotated[
         int | None,
         typer.Option(
@@ -190,6 +209,8 @@ def train(
         background_swap=background_swap,
         outline_twins=outline_twins,
         overexposed=overexposed,
+        white_balance=white_balance,
+        tight_crops=tight_crops,
         input_size=input_size or INPUT_SIZE,
     )
     with open_home(home) as opened:
@@ -433,6 +454,14 @@ def identify(
         out.print(batch_line(batch, check))
 
 
+def shift_text(shift: dict[str, Any]) -> str:
+    """A batch's shift in a few words, for a table."""
+    if shift.get("score") is None:
+        return "not measured"
+    verdict = "shifted: auto-accept held" if shift["shifted"] else "like the calibration coins"
+    return f"{shift['score']:.2f} ({shift['threshold']:.2f}), {verdict}"
+
+
 def batch_line(batch: str, check: dict[str, Any]) -> str:
     """One line per batch: its shift and whether its auto-accept waits for an audit."""
     shift = check["shift"]
@@ -513,10 +542,10 @@ def print_eval(summary: dict[str, Any]) -> None:
             "-" if error is None else f"{error:.3f}"
             for error in summary["calibration_error"].values()
         ),
-        "shift from the calibration coins": summary["shift"]["reason"],
-        "auto-accepted after a shifted batch's hold": summary["batches"][
-            next(iter(summary["batches"]))
-        ]["auto_accept_after_hold"]["coverage"],
+        "shift (threshold)": shift_text(summary["shift"]),
+        "auto-accepted after hold": summary["batches"][next(iter(summary["batches"]))][
+            "auto_accept_after_hold"
+        ]["coverage"],
         "images/s": summary["images_per_second"],
         "model version": summary["model_version"],
     }

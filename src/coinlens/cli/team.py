@@ -50,6 +50,14 @@ def audit(
             "(default: none; the first draw of an empty audit takes the home's audit_sample).",
         ),
     ] = None,
+    teach: Annotated[
+        bool,
+        typer.Option(
+            "--teach",
+            help="Draw where a review teaches the batch's calibration most (its least certain "
+            "coins of each suggested type) instead of at random; not counted in the bound.",
+        ),
+    ] = False,
     reviewer: Annotated[
         str | None, typer.Option("--reviewer", help="Who draws, for the record (default: you).")
     ] = None,
@@ -66,12 +74,13 @@ def audit(
     with open_home(home) as opened:
         try:
             status = audit_status(opened.catalog, batch, opened.settings)
-            if draw is not None or (status["held"] and not status["drawn"]):
+            if draw is not None or teach or (status["held"] and not status["drawn"]):
                 draw_sample(
                     opened.catalog,
                     batch,
                     n=draw or opened.settings.audit_sample,
                     reviewer=reviewer or getpass.getuser(),
+                    purpose="teach" if teach else "bound",
                 )
                 status = audit_status(opened.catalog, batch, opened.settings)
         except (AuditError, ReviewConflict) as exc:

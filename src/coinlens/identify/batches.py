@@ -33,13 +33,13 @@ def required_bound(settings: Settings) -> float:
 
 
 def counted_outcomes(session: Session, batch: str) -> list[AuditOutcome]:
-    """The audit's reviewed coins that count now (``audit_verdict``)."""
+    """The audit's reviewed coins that count now (``audit_verdict``): those drawn at random."""
     check = latest_check(session, batch)
     scope = (check.audit_scope if check is not None else None) or {}
     return [
         o
         for o in audit_outcomes(session, batch)
-        if o.right is not None and scope.get(str(o.specimen_id), True)
+        if o.right is not None and o.purpose == "bound" and scope.get(str(o.specimen_id), True)
     ]
 
 

@@ -56,6 +56,11 @@ class TrainConfig:
     # Share of training crops lit far too brightly, highlights clipped (``overexpose``): washed
     # tray photos were the commonest of the confident mistakes.
     overexposed: float = OVEREXPOSED_SHARE
+    # Shares of training crops under another white balance (a coloured lamp, a camera's
+    # setting) and cut tighter at the rim (``white_balance``, ``tighten``): another
+    # photographer's batch (docs/experiments/shift.md)
+    white_balance: float = 0.0
+    tight_crops: float = 0.0
 
 
 def balanced_batches(labels: np.ndarray, batch_size: int, steps: int, rng: np.random.Generator):
@@ -90,7 +95,9 @@ def train_embedding(
     model.freeze_early(config.frozen_blocks)
     proxies = classes * (2 if config.outline_twins > 0 else 1)
     loss_fn = CosFaceLoss(model.embedding_dim, proxies).to(device)
-    augment = Augment(config.scale_jitter, config.overexposed).to(device)
+    augment = Augment(
+        config.scale_jitter, config.overexposed, config.white_balance, config.tight_crops
+    ).to(device)
     generator = torch.Generator().manual_seed(config.seed)
     needs_circles = config.background_swap > 0 or config.outline_twins > 0
     circles = coin_circles(crops) if needs_circles else None

@@ -217,6 +217,30 @@ def overexpose(unit: torch.Tensor) -> torch.Tensor:
     return (unit * gain).clamp(0, 1)
 
 
+# Another photographer's lamp or camera: each channel's gain drawn log-normally, this spread
+WHITE_BALANCE_SPREAD = 0.15
+TIGHT_ZOOM = (1.1, 1.3)  # a crop cut at the coin's rim by another photographer: zoomed in this much
+
+
+def white_balance(unit: torch.Tensor, spread: float = WHITE_BALANCE_SPREAD) -> torch.Tensor:
+    """Each [0, 1] image under another white balance: one gain per channel (mean gain 1)."""
+    gains = torch.exp(torch.randn(unit.shape[0], 3, 1, 1) * spread).to(unit)
+    return (unit * gains / gains.mean(dim=1, keepdim=True)).clamp(0, 1)
+
+
+def tighten(unit: torch.Tensor, zoom: tuple[float, float] = TIGHT_ZOOM) -> torch.Tensor:
+    """Each image zoomed about its centre by a factor drawn from ``zoom``: the coin's rim at or
+    beyond the crop's edge, as another photographer's tight crop (or a studio frame) cuts it."""
+    low, high = zoom
+    factor = low + (high - low) * torch.rand(unit.shape[0]).to(unit)
+    theta = torch.zeros(unit.shape[0], 2, 3).to(unit)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / factor
+    grid = torch.nn.functional.affine_grid(theta, list(unit.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(
+        unit, grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+
+
 def soften(unit: torch.Tensor, most: float = 0.5) -> torch.Tensor:
     """A slightly out-of-focus copy of each [0, 1] image: kornia's sharpness towards its 3x3
     smoothing at a random factor up to ``most`` (as RandomSharpness(0.5), which only blurs)."""
@@ -229,9 +253,16 @@ class Augment(torch.nn.Module):
     """What differs between two photos of one type: any rotation, lighting, colour cast, blur,
     scale, position, wear (noise and contrast loss). Works on [-1, 1] batches."""
 
-    def __init__(self, scale_jitter: float = 0.12, overexposed: float = OVEREXPOSED_SHARE) -> None:
+    def __init__(
+        self,
+        scale_jitter: float = 0.12,
+        overexposed: float = OVEREXPOSED_SHARE,
+        white_balance: float = 0.0,
+        tight_crops: float = 0.0,
+    ) -> None:
         super().__init__()
         self.overexposed = overexposed
+        self.white_balance, self.tight_crops = white_balance, tight_crops
         import kornia.augmentation as K
 
         self.geometry = K.RandomAffine(
@@ -247,7 +278,12 @@ class Augment(torch.nn.Module):
         self.blur = K.RandomGaussianBlur((5, 5), (0.1, 1.6), p=0.3)
 
     def forward(self, tensor: torch.Tensor, round_flags: np.ndarray | None = None) -> torch.Tensor:
-        unit = self.colour(self.geometry((tensor + 1) / 2))
+        unit = self.geometry((tensor + 1) / 2)
+        if self.tight_crops:
+            unit = _on_some(unit, self.tight_crops, tighten)
+        unit = self.colour(unit)
+        if self.white_balance:
+            unit = _on_some(unit, self.white_balance, white_balance)
         if self.overexposed:
             unit = _on_some(unit, self.overexposed, overexpose)
         unit = self.blur(unit)

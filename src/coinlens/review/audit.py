@@ -67,16 +67,58 @@ def systematic_sample(type_ids: list[int | None], n: int, rng: np.random.Generat
     return sorted(int(order[int(start + i * step)]) for i in range(n))
 
 
+PURPOSES = ("bound", "teach")
+
+
+def teaching_choice(rows: list[tuple[int, int | None, float]], n: int) -> list[int]:
+    """Positions of ``n`` coins (id, suggested type, confidence) whose reviews teach the
+    batch's calibration most: the least confident of each suggested type first, taking the
+    types in turn, so that every type the batch is suggested as gets its uncertain coins
+    reviewed."""
+    by_type: dict[int | None, list[int]] = {}
+    for position in sorted(range(len(rows)), key=lambda i: (rows[i][2], rows[i][0])):
+        by_type.setdefault(rows[position][1], []).append(position)
+    queues = sorted(by_type.values(), key=len, reverse=True)
+    chosen: list[int] = []
+    while len(chosen) < n and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < n:
+                chosen.append(queue.pop(0))
+    return chosen
+
+
 def draw_sample(
-    catalog: Catalog, batch: str, *, n: int, reviewer: str, seed: int | None = None
+    catalog: Catalog,
+    batch: str,
+    *,
+    n: int,
+    reviewer: str,
+    seed: int | None = None,
+    purpose: str = "bound",
 ) -> list[int]:
-    """Draw ``n`` more of the batch's auto-accept candidates into its audit (fewer where fewer
-    are left); returns their specimen ids."""
+    """Draw ``n`` more coins into the batch's audit (fewer where fewer are left); returns their
+    specimen ids. ``purpose`` "bound": at random from the auto-accept candidates (they judge
+    the batch); "teach": from any of its coins waiting, where a review teaches its calibration
+    most (``teaching_choice``; reviewed, they refit it on Match again but are not counted in
+    the bound, which only a random sample can give)."""
     if not 1 <= n <= MAX_DRAW:
         raise AuditError(f"draw between 1 and {MAX_DRAW} coins, not {n}")
+    if purpose not in PURPOSES:
+        raise AuditError(f"purpose {purpose!r}: use one of {', '.join(PURPOSES)}")
     with catalog.session() as session:
         check = _check_of(session, batch)
         drawn = select(AuditSample.specimen_id).where(AuditSample.batch == batch)
+        if purpose == "teach":
+            waiting = session.execute(
+                select(Specimen.id, Specimen.suggested_type_id, Specimen.suggestion_score)
+                .where(Specimen.batch == batch, Specimen.status == "backlog")
+                .where(Specimen.suggested_type_id.is_not(None), Specimen.id.not_in(drawn))
+                .order_by(Specimen.id)
+            ).all()
+            if not waiting:
+                raise AuditError(f"batch {batch!r}: no coin with a suggestion is left to draw")
+            picked = [waiting[i] for i in teaching_choice([tuple(r) for r in waiting], n)]
+            return _record(session, batch, check, picked, reviewer, purpose)
         rows = session.execute(
             select(Specimen.id, Specimen.suggested_type_id)
             .where(Specimen.id.in_(candidates_query(batch, check.model_version_id)))
@@ -98,26 +140,30 @@ def draw_sample(
             )
         rng = np.random.default_rng(seed if seed is not None else secrets.randbits(64))
         chosen = [rows[i] for i in systematic_sample([r[1] for r in rows], n, rng)]
-        now = utcnow()
-        for specimen_id, type_id in chosen:
-            session.add(
-                AuditSample(
-                    batch=batch,
-                    specimen_id=specimen_id,
-                    model_version_id=check.model_version_id,
-                    suggested_type_id=type_id,
-                    drawn_by=reviewer,
-                    drawn_at=now,
-                )
+        return _record(session, batch, check, chosen, reviewer, purpose)
+
+
+def _record(session, batch: str, check: BatchCheck, chosen, reviewer: str, purpose: str):
+    now = utcnow()
+    for specimen_id, type_id, *_ in chosen:
+        session.add(
+            AuditSample(
+                batch=batch,
+                specimen_id=specimen_id,
+                model_version_id=check.model_version_id,
+                suggested_type_id=type_id,
+                purpose=purpose,
+                drawn_by=reviewer,
+                drawn_at=now,
             )
-        try:
-            session.flush()
-        except IntegrityError:
-            raise ReviewConflict(
-                f"batch {batch!r}: someone drew coins into this audit at the same moment; "
-                "look again"
-            ) from None
-        return [specimen_id for specimen_id, _ in chosen]
+        )
+    try:
+        session.flush()
+    except IntegrityError:
+        raise ReviewConflict(
+            f"batch {batch!r}: someone drew coins into this audit at the same moment; look again"
+        ) from None
+    return [row[0] for row in chosen]
 
 
 def _pending(session, batch: str) -> list[int]:
@@ -197,12 +243,12 @@ def audit_status(catalog: Catalog, batch: str, settings: Settings) -> dict[str, 
                 }
             )
         if not check.shifted and not holds(False, verdict):
-            message = (
-                "photographed like the calibration coins: auto-accept needs no audit "
-                f"({verdict.sentence()})"
-                if verdict.reviewed
-                else "photographed like the calibration coins: auto-accept needs no audit"
-            )
+            message = "photographed like the calibration coins: auto-accept needs no audit"
+            if verdict.reviewed:
+                message += (
+                    f"; its audit so far: {verdict.reviewed - verdict.wrong} of "
+                    f"{verdict.reviewed} right (95% lower bound {verdict.lower_bound:.3f})"
+                )
         else:
             message = verdict.sentence()
         return {
@@ -237,7 +283,10 @@ def audit_status(catalog: Catalog, batch: str, settings: Settings) -> dict[str, 
                     "held_by": o.claimed_by,
                     "reviewer": o.reviewer,
                     "right": o.right,
-                    "counts": o.right is not None and scope.get(str(o.specimen_id), True),
+                    "purpose": o.purpose,
+                    "counts": o.right is not None
+                    and o.purpose == "bound"
+                    and scope.get(str(o.specimen_id), True),
                     "review_id": o.review_id,
                 }
                 for o in outcomes

@@ -56,6 +56,7 @@ def upgrade() -> None:
         sa.Column("specimen_id", sa.Integer(), nullable=False),
         sa.Column("model_version_id", sa.Integer(), nullable=False),
         sa.Column("suggested_type_id", sa.Integer(), nullable=True),
+        sa.Column("purpose", sa.String(length=16), nullable=False, server_default="bound"),
         sa.Column("drawn_by", sa.String(length=255), nullable=False),
         sa.Column("drawn_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("claimed_by", sa.String(length=255), nullable=True),
