@@ -45,6 +45,7 @@ from coinlens.identify.engine import (
     Matcher,
     crop_refs,
     embed_loaded,
+    images_of,
     load_crops,
     ref_views,
 )
@@ -169,12 +170,7 @@ def identify_specimens(
         for start in range(0, len(todo), chunk_size):
             chunk = todo[start : start + chunk_size]
             with home.catalog.reader() as session:
-                rows = session.execute(
-                    select(Image, Specimen)
-                    .join(Specimen, Image.specimen_id == Specimen.id)
-                    .where(Specimen.id.in_(chunk))
-                    .order_by(Image.id)
-                ).all()
+                rows = images_of(session, chunk)
                 refs = crop_refs(rows)
                 catalogued = {s.id for _, s in rows if s.status == "catalogued"}
                 copies = catalogued_copies(session, refs)

@@ -18,11 +18,18 @@ import numpy as np
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session
 
-from coinlens.catalog import BatchCheck, Home, Image, Specimen, Suggestion
+from coinlens.catalog import BatchCheck, Home, Specimen, Suggestion
 from coinlens.catalog.queries import AuditOutcome, audit_outcomes, reviewed_in_batch
 from coinlens.config import Settings
 from coinlens.identify.acceptance import AuditVerdict, verdict
-from coinlens.identify.engine import CurrentModel, Matcher, crop_refs, embed_loaded, load_crops
+from coinlens.identify.engine import (
+    CurrentModel,
+    Matcher,
+    crop_refs,
+    embed_loaded,
+    images_of,
+    load_crops,
+)
 from coinlens.identify.scoring import Calibration, recalibrate_for_batch
 from coinlens.identify.shift import Shift, batch_shift
 
@@ -205,13 +212,7 @@ def refit_batch(home: Home, batch: str, model: CurrentModel, matcher: Matcher) -
     references without itself (the batch's other reviewed coins among them), and keep it."""
     with home.catalog.reader() as session:
         reviewed = reviewed_in_batch(session, batch)
-        rows = session.execute(
-            select(Image, Specimen)
-            .join(Specimen, Image.specimen_id == Specimen.id)
-            .where(Specimen.id.in_(list(reviewed)))
-            .order_by(Image.id)
-        ).all()
-        refs = crop_refs(rows)
+        refs = crop_refs(images_of(session, reviewed))
     if not refs:
         return Refit(batch, 0, 0, None)
     arrays = load_crops(home.store, refs, model.embedder.input_size)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from coinlens.catalog import CoinType, Home, Image, ModelVersion, Specimen, newest_trained_version
 from coinlens.catalog import type_references as catalog_type_references
@@ -129,6 +130,18 @@ def with_collections(home: Home, refs: Sequence[CropRef]) -> list[CropRef]:
         for t in types
     }
     return [replace(r, collection=names.get(r.type_id, DEFAULT_SHARD)) for r in refs]
+
+
+def images_of(session: Session, specimen_ids: Iterable[int]) -> list[tuple[Image, Specimen]]:
+    """(image, specimen) of every image of these specimens, in image order (``crop_refs``)."""
+    return list(
+        session.execute(
+            select(Image, Specimen)
+            .join(Specimen, Image.specimen_id == Specimen.id)
+            .where(Specimen.id.in_(list(specimen_ids)))
+            .order_by(Image.id)
+        ).all()
+    )
 
 
 def catalogued_crops(home: Home) -> list[CropRef]:

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from coinlens.catalog import Home, Image, ModelVersion, Specimen
+from coinlens.catalog import Home, Image, ModelVersion
 from coinlens.identify.engine import (
     CurrentModel,
     EmbedCrops,
@@ -26,6 +26,7 @@ from coinlens.identify.engine import (
     crop_refs,
     current_model,
     embed_refs,
+    images_of,
     store_verifier,
     sync_index,
     type_references,
@@ -151,12 +152,7 @@ class Identifier:
         except NoReferences:
             return 0
         with self.home.catalog.reader() as session:
-            rows = session.execute(
-                select(Image, Specimen)
-                .join(Specimen, Image.specimen_id == Specimen.id)
-                .where(Specimen.id.in_(list(specimen_ids)))
-                .order_by(Image.id)
-            ).all()
+            rows = images_of(session, specimen_ids)
             refs = crop_refs(rows)
             catalogued = {
                 s.id for _, s in rows if s.status == "catalogued" and s.type_id is not None
