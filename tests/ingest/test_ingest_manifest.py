@@ -20,7 +20,7 @@ HEADER = (
 @pytest.fixture
 def manifest(tmp_path: Path) -> Path:
     folder = tmp_path / "export"
-    for index in range(1, 9):
+    for index in range(1, 10):
         make_image(folder / "photos" / f"{index}.jpg", seed=index)
     rows = [
         # two sides of one denarius, physical data on the first row only
@@ -37,6 +37,7 @@ def manifest(tmp_path: Path) -> Path:
         "photos/7.jpg,AN.2001.6,top,RRC 1/1,,,,,,,,,,,",
         "photos/missing.jpg,AN.2001.7,obverse,RRC 1/1,,,,,,,,,,,",
         "photos/8.jpg,AN.2001.8,obverse,RRC 1/1,,,,,-100,-200,,,,,",
+        "photos/9.jpg,AN.2001.9,obverse,RRC 1/1,numismatics.org/crro/id/rrc-1.1,,,,,,,,,,",
     ]
     path = folder / "export.csv"
     path.write_text(HEADER + "\n".join(rows) + "\n", encoding="utf-8")
@@ -48,7 +49,7 @@ def test_two_sided_specimens_with_physical_data(cli, home: Path, manifest: Path)
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["ingested"] == 4
-    assert summary["rows_skipped"] == 5
+    assert summary["rows_skipped"] == 6
     errors = [line for line in result.stderr.splitlines() if line.startswith("coinlens: error:")]
     assert errors == [
         "coinlens: error: export.csv line 6: weight_g '12,3g' is not a number "
@@ -56,10 +57,12 @@ def test_two_sided_specimens_with_physical_data(cli, home: Path, manifest: Path)
         "coinlens: error: export.csv line 7: die_axis '13' is out of range "
         "(clock hours 1 to 12; 0 is read as 12); row skipped",
         "coinlens: error: export.csv line 8: side 'top' is not one of obverse, reverse, both, "
-        "unknown; row skipped",
+        "unknown (or obv, rev); row skipped",
         "coinlens: error: export.csv line 9: image file 'photos/missing.jpg' not found; "
         "row skipped",
         "coinlens: error: export.csv line 10: date_from -100 is after date_to -200; row skipped",
+        "coinlens: error: export.csv line 11: type_uri 'numismatics.org/crro/id/rrc-1.1' is not "
+        "a URI (http://... or https://...); row skipped",
     ]
     with Home.open(home) as opened, opened.catalog.reader() as session:
         denarius = session.scalar(select(Specimen).where(Specimen.accession == "AN.2001.1"))
@@ -114,16 +117,28 @@ def test_semicolon_excel_export_with_bom(cli, home: Path, tmp_path: Path) -> Non
 
 
 def test_conflicting_type_for_an_accession_is_refused(cli, home: Path, tmp_path: Path) -> None:
-    make_image(tmp_path / "a.jpg", seed=1)
-    make_image(tmp_path / "b.jpg", seed=2)
+    for seed, name in enumerate("abc"):
+        make_image(tmp_path / f"{name}.jpg", seed=seed)
     path = tmp_path / "m.csv"
     path.write_text(
-        "image,accession,side,type_reference\na.jpg,X1,obverse,2e\nb.jpg,X1,reverse,1e\n"
+        "image,accession,side,type_reference\na.jpg,X1,obverse,2e\nb.jpg,X1,rev,1e\n"
+        "c.jpg,X2,obv,2e\n"
     )
     result = cli("ingest", path, "--home", home, "--json")
     assert result.exit_code == 0
-    assert json.loads(result.stdout)["failed"] == 1
-    assert "accession 'X1' is already type '2e', not '1e'" in result.stderr
+    assert json.loads(result.stdout)["ingested"] == 1  # X2; neither side of X1
+    assert (
+        "m.csv accession 'X1': its rows give different types: '2e' (line 2); '1e' (line 3); "
+        "all its rows skipped" in result.stderr
+    )
+    with Home.open(home) as opened, opened.catalog.reader() as session:
+        assert session.scalars(select(Specimen.accession)).all() == ["X2"]
+        assert [i.side for i in session.scalars(select(Specimen)).one().images] == ["obverse"]
+    # a type the catalogue already gives the coin is kept: another is refused by name
+    path.write_text("image,accession,side,type_reference\nb.jpg,X2,reverse,1e\n")
+    again = cli("ingest", path, "--home", home, "--json")
+    assert json.loads(again.stdout)["failed"] == 1
+    assert "accession 'X2' is already type '2e', not '1e'" in again.stderr
 
 
 def test_paths_outside_the_csv_folder_are_refused(cli, home: Path, tmp_path: Path) -> None:

@@ -275,13 +275,19 @@ class ReviewRequest(BaseModel):
     flagged coins; a catalogued coin changes type only by ``reattribute``, with the reason as
     ``comment`` (anything else on it is refused with 409)."""
 
-    action: Literal["accept", "correct", "new_type", "skip", "reattribute"]
+    action: Literal["accept", "correct", "new_type", "skip", "reattribute", "partial"]
     type_id: int | None = None
     type: str | None = Field(None, max_length=255, description="A type reference, if no type_id.")
     add_type: bool = Field(
         False,
         description="With correct and type: add the type if the catalogue lacks it; the coin "
         "becomes its first reference (identify finds it at once, no training needed).",
+    )
+    attribution: dict[str, str] | None = Field(
+        None,
+        description='With partial: the levels you are sure of, e.g. {"authority": '
+        '"Constantine I", "mint": "Alexandria"} (series, authority, mint, '
+        "denomination); the coin stays in review for its exact type.",
     )
     version: int | None = Field(None, description="The specimen version you saw (conflict check).")
     comment: str | None = Field(
@@ -333,8 +339,9 @@ def apply_review(request: Request, specimen_id: int, who: str, body: ReviewReque
             type_id=type_id,
             comment=body.comment,
             add_type=add_type,
+            attribution=body.attribution,
         )
-    if body.action != "skip":
+    if body.action not in ("skip", "partial"):
         state["references_added"] = request.app.state.identifier.add_specimens([specimen_id])
         refresh_after_review(home.catalog, [specimen_id], home.settings)  # an audited coin?
     return state
@@ -342,8 +349,9 @@ def apply_review(request: Request, specimen_id: int, who: str, body: ReviewReque
 
 @router.post("/specimens/{specimen_id}/review")
 def review(request: Request, specimen_id: int, body: ReviewRequest, who: Reviewer) -> dict:
-    """Accept the suggested type, correct it, flag a possible new type, or skip a backlog or
-    flagged coin; re-attribute a catalogued one (with the reason as ``comment``). The answer's
+    """Accept the suggested type, correct it, flag a possible new type, skip a backlog or
+    flagged coin, or record the coarser levels you are sure of (``partial``, the coin stays in
+    review); re-attribute a catalogued one (with the reason as ``comment``). The answer's
     ``review_id`` undoes it (``POST /api/v1/reviews/{review_id}/undo``)."""
     return apply_review(request, specimen_id, who.name, body)
 

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from coinlens.api.accounts import check_password, end_session, start_session
 from coinlens.api.rest import (
@@ -42,7 +43,7 @@ from coinlens.api.security import (
     check_form_csrf,
     same,
 )
-from coinlens.catalog import DECISIONS, Specimen
+from coinlens.catalog import ATTRIBUTION_LEVELS, DECISIONS, Specimen
 from coinlens.identify.scoring import confidence_text
 from coinlens.identify.shift import SIGNAL_WORDS
 from coinlens.review import (
@@ -405,6 +406,7 @@ def _specimen_page(
             "back_label": _back_label(back),
             "can_review": user.can("reviewer"),
             "in_queue": detail["status"] in ("backlog", "in_review"),
+            "levels": ATTRIBUTION_LEVELS,
             "message": message,
             "notice": notice,
             "errors": errors or {},
@@ -446,7 +448,7 @@ def review_form(
     back: Annotated[str | None, Form(max_length=2048)] = None,
 ) -> Response:
     check_form_csrf(user, csrf_token)
-    if action not in ACTIONS or action == "reattribute":
+    if action not in ACTIONS or action in ("reattribute", "partial"):
         raise HTTPException(400, f"unknown action {action!r}")
     body = ReviewRequest(
         action=action,
@@ -465,6 +467,37 @@ def review_form(
         raise
     target = _next_in_queue(request, specimen_id, back, place, state["review_id"], user.name)
     return RedirectResponse(target, status_code=303)
+
+
+@pages.post("/specimens/{specimen_id}/partial")
+async def partial_form(
+    request: Request,
+    specimen_id: int,
+    user: PageReviewer,
+) -> Response:
+    """The levels a reviewer is sure of (each ticked ``sure`` with its ``value_<level>``), kept
+    as the coin's partial attribution; the coin stays in review for its exact type."""
+    form = await request.form()
+    check_form_csrf(user, str(form.get("csrf_token") or ""))
+    back = str(form.get("back") or "") or None
+    path = f"/specimens/{specimen_id}"
+    sure = [str(level) for level in form.getlist("sure")]
+    attribution = {level: str(form.get(f"value_{level}") or "") for level in sure}
+    try:
+        version = int(str(form.get("version")))
+    except ValueError:
+        raise HTTPException(400, "version: a whole number") from None
+    if not sure:
+        return _back_to(path, "tick the levels you are sure of", back)
+    body = ReviewRequest(action="partial", attribution=attribution, version=version)
+    try:
+        state = await run_in_threadpool(apply_review, request, specimen_id, user.name, body)
+    except HTTPException as exc:
+        if exc.status_code in (400, 409):
+            return _back_to(path, exc.detail, back)
+        raise
+    query = urlencode({"done": state["review_id"], **({"back": back} if back else {})})
+    return RedirectResponse(f"{path}?{query}", status_code=303)
 
 
 @pages.post("/specimens/{specimen_id}/reattribute")

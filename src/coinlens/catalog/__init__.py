@@ -3,12 +3,14 @@
 from coinlens.catalog.db import Catalog, CatalogError, create_catalog_engine, migrate
 from coinlens.catalog.home import Home
 from coinlens.catalog.models import (
+    ATTRIBUTION_LEVELS,
     DECISIONS,
     REVIEW_ACTIONS,
     ROLES,
     SIDES,
     SPECIMEN_MEASURES,
     SPECIMEN_STATUSES,
+    TYPE_CONCEPTS,
     TYPE_DESCRIPTORS,
     AccessionAlias,
     ApiToken,
@@ -39,12 +41,14 @@ from coinlens.catalog.queries import (
 )
 
 __all__ = [
+    "ATTRIBUTION_LEVELS",
     "DECISIONS",
     "REVIEW_ACTIONS",
     "ROLES",
     "SIDES",
     "SPECIMEN_MEASURES",
     "SPECIMEN_STATUSES",
+    "TYPE_CONCEPTS",
     "TYPE_DESCRIPTORS",
     "AccessionAlias",
     "ApiToken",

@@ -30,6 +30,8 @@ ROLES = ("viewer", "reviewer", "admin")
 # "link": a reviewer joined another specimen's photos to this one as its other side
 # "reattribute": a catalogued coin given another type on purpose (the comment says why)
 # "undo": an earlier action reversed (``Review.undoes_id``), its values restored
+# "partial": the coarser levels a reviewer is sure of (``Specimen.attribution``), the exact
+# type left in review
 REVIEW_ACTIONS = (
     "accept",
     "correct",
@@ -40,10 +42,26 @@ REVIEW_ACTIONS = (
     "link",
     "reattribute",
     "undo",
+    "partial",
 )
 # What a catalogue type says beside its reference and URI, and what is measured on a specimen:
 # the names of the columns in models, CSV manifests, the API and exports alike.
-TYPE_DESCRIPTORS = ("authority", "mint", "denomination", "date_from", "date_to", "material")
+# The nomisma.org concepts (http://nomisma.org/id/...) of the named descriptors, which a Nomisma
+# export links to: ``authority_uri`` is the authority's concept, and so on.
+TYPE_CONCEPTS = ("authority_uri", "mint_uri", "denomination_uri", "material_uri")
+TYPE_DESCRIPTORS = (
+    "authority",
+    "mint",
+    "denomination",
+    "date_from",
+    "date_to",
+    "material",
+    *TYPE_CONCEPTS,
+)
+# The coarser levels of an attribution, widest last: what a coin can be attributed to while its
+# exact type is uncertain (``coinlens.identify.partial``). "series" is the corpus and volume
+# the type's reference or URI names (RIC VIII, RPC, RRC).
+ATTRIBUTION_LEVELS = ("series", "authority", "mint", "denomination")
 SPECIMEN_MEASURES = ("weight_g", "diameter_mm", "die_axis")
 
 NAMING = {
@@ -86,6 +104,10 @@ class CoinType(Base):
     date_from: Mapped[int | None] = mapped_column(Integer)
     date_to: Mapped[int | None] = mapped_column(Integer)
     material: Mapped[str | None] = mapped_column(String(255))
+    authority_uri: Mapped[str | None] = mapped_column(String(1024))
+    mint_uri: Mapped[str | None] = mapped_column(String(1024))
+    denomination_uri: Mapped[str | None] = mapped_column(String(1024))
+    material_uri: Mapped[str | None] = mapped_column(String(1024))
     description: Mapped[str | None] = mapped_column(Text)
     # raised by every edit of the record: two curators editing one type cannot overwrite each other
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
@@ -145,6 +167,9 @@ class Specimen(Base):
     die_axis: Mapped[int | None] = mapped_column(Integer)
     notes: Mapped[str | None] = mapped_column(Text)
     batch: Mapped[str | None] = mapped_column(String(255), index=True)
+    # A partial attribution a reviewer accepted while the exact type waits: {level: value} for
+    # levels of ``ATTRIBUTION_LEVELS`` ("authority": "Constantine I", "mint": "Nicomedia")
+    attribution: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The newest suggestions in brief, kept by identify, so the review queue is one indexed query.
     suggested_type_id: Mapped[int | None] = mapped_column(ForeignKey("coin_type.id"), index=True)
     suggestion_score: Mapped[float | None] = mapped_column(Float)

@@ -482,6 +482,8 @@ def run_eval(
     json_path: Path | None,
     *,
     verify: bool = True,
+    sides_from_names: bool = False,
+    group_by: str | None = None,
 ) -> tuple[EvalResult, Path]:
     """Evaluate and write the JSON, confusion matrix PNG and mistakes HTML; returns the result
     and the folder the pictures went to."""
@@ -498,19 +500,32 @@ def run_eval(
     progress = stage_progress()
     with progress:
         task = progress.add_task("load references", total=None, note="")
+        options = {"sides_from_names": sides_from_names, "group_by": group_by}
         ref_set = load_labelled(
-            references, model.embedder.input_size, lambda: progress.update(task, advance=1)
+            references,
+            model.embedder.input_size,
+            lambda: progress.update(task, advance=1),
+            **options,
         )
         query_set = None
         if queries is not None:
             task = progress.add_task("load queries", total=None, note="")
             query_set = load_labelled(
-                queries, model.embedder.input_size, lambda: progress.update(task, advance=1)
+                queries,
+                model.embedder.input_size,
+                lambda: progress.update(task, advance=1),
+                **options,
             )
         task = progress.add_task("match", total=None, note="")
+        batch = queries or references
         result = evaluate(
-            model, ref_set, query_set, verify=verify, batch_name=(queries or references).name
+            model,
+            ref_set,
+            query_set,
+            verify=verify,
+            batch_name=batch.stem if batch.is_file() else batch.name,
         )
+        result.summary["group_by"] = group_by
         progress.update(task, total=1, completed=1)
     for problem in ref_set.problems + (query_set.problems if query_set else []):
         print_error(str(problem))
@@ -533,6 +548,7 @@ def print_eval(summary: dict[str, Any]) -> None:
         "queries": summary["n_queries"],
         "top-1": summary["top1"],
         "top-5": summary["top5"],
+        **coin_rows(summary.get("per_coin")),
         **evidence_rows(summary["by_evidence"]),
         "coverage at 95% precision": summary["coverage_at_precision"]["0.95"],
         "coverage at 98% precision": summary["coverage_at_precision"]["0.98"],
@@ -555,6 +571,24 @@ def print_eval(summary: dict[str, Any]) -> None:
         flat["  ... of those auto-accepted (as a wrong type)"] = unknown["auto_accepted"]
     _print_mapping("evaluation", flat)
     print_weak_types(summary["per_type"])
+
+
+def coin_rows(per_coin: dict[str, Any] | None) -> dict[str, str]:
+    """Top-1 / top-5 and auto-accept of whole coins (both sides combined), where the queries
+    held coins of more than one photo."""
+    from coinlens.identify.evaluate import share_text
+
+    if not per_coin:
+        return {}
+    accepted = per_coin["auto_accept"]
+    return {
+        f"  whole coins, both sides ({per_coin['n_queries']}): top-1 / top-5": (
+            f"{share_text(per_coin['top1'])} / {share_text(per_coin['top5'])}"
+        ),
+        "  whole coins: auto-accepted (precision)": (
+            f"{share_text(accepted['coverage'])} ({share_text(accepted['precision'])})"
+        ),
+    }
 
 
 def evidence_rows(by_evidence: dict[str, dict[str, Any]]) -> dict[str, str]:
@@ -605,15 +639,36 @@ def print_weak_types(per_type: list[dict[str, Any]]) -> None:
 @app.command(name="eval")
 def eval_command(
     references: Annotated[
-        Path, typer.Option("--references", help="Folder of labelled reference images.")
+        Path,
+        typer.Option(
+            "--references", help="Folder of labelled reference images, or an ingest manifest."
+        ),
     ],
     home: HomeOption = None,
     queries: Annotated[
-        Path | None, typer.Option("--queries", help="Folder of labelled query images.")
+        Path | None,
+        typer.Option("--queries", help="Folder of labelled query images, or a manifest."),
     ] = None,
     leave_one_out: Annotated[
         bool,
-        typer.Option("--leave-one-out", help="Match each reference against all the others."),
+        typer.Option(
+            "--leave-one-out",
+            help="Match each reference coin against all the other coins (never its other side).",
+        ),
+    ] = False,
+    group_by: Annotated[
+        str | None,
+        typer.Option(
+            "--group-by",
+            help="Manifest column (e.g. lot) whose coins never serve as each other's references.",
+        ),
+    ] = None,
+    sides_from_names: Annotated[
+        bool,
+        typer.Option(
+            "--sides-from-names",
+            help="Files named as sides (A1_obv.jpg, A1_rev.jpg) are one coin, as in ingest.",
+        ),
     ] = False,
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Write the metrics here (pictures beside it).")
@@ -627,12 +682,18 @@ def eval_command(
     if queries is None and not leave_one_out:
         fail("give --queries DIR, or --leave-one-out to use the references as queries", 2)
     for folder in (references, queries):
-        if folder is not None and not folder.is_dir():
-            fail(f"{folder}: not a folder", 2)
+        if folder is not None and not (folder.is_dir() or folder.suffix.lower() == ".csv"):
+            fail(f"{folder}: not a folder or a CSV manifest", 2)
     with open_home(home) as opened:
         try:
             result, folder = run_eval(
-                opened, references, None if leave_one_out else queries, json_file, verify=verify
+                opened,
+                references,
+                None if leave_one_out else queries,
+                json_file,
+                verify=verify,
+                sides_from_names=sides_from_names,
+                group_by=group_by,
             )
         except IngestError as exc:
             fail(str(exc), 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, func, select
 
@@ -37,6 +38,8 @@ class ExportRecord:
     coin_type: CoinType | None
     images: list[ExportImage] = field(default_factory=list)
     notes: str | None = None  # the curator's note
+    fields: dict[str, Any] = field(default_factory=dict)  # what an import kept ("lot", ...)
+    attribution: dict[str, str] = field(default_factory=dict)  # a reviewer's partial one
     reviewer: str | None = None
     reviewed_at: datetime | None = None
 
@@ -107,6 +110,7 @@ def export_records(
             }
             for s in specimens:
                 review = reviews.get(s.id)
+                note, fields = split_notes(s.notes)
                 yield ExportRecord(
                     specimen_id=s.id,
                     accession=s.accession,
@@ -116,7 +120,9 @@ def export_records(
                     die_axis=s.die_axis,
                     coin_type=types.get(s.type_id),
                     images=images.get(s.id, []),
-                    notes=split_notes(s.notes)[0],
+                    notes=note,
+                    fields=fields,
+                    attribution=s.attribution or {},
                     reviewer=review.reviewer if review else None,
                     reviewed_at=review.at if review else None,
                 )

@@ -3,7 +3,9 @@
 - csv: one row per specimen, flat columns.
 - jsonld: Nomisma.org (http://nomisma.org/ontology#), one ``nmo:NumismaticObject`` per specimen
   linked to its type (``nmo:hasTypeSeriesItem``), with weight, diameter, die axis and the obverse
-  and reverse as ``nmo:hasObverse``/``nmo:hasReverse`` nodes carrying ``foaf:depiction``.
+  and reverse as ``nmo:hasObverse``/``nmo:hasReverse`` nodes carrying ``foaf:depiction``; each
+  type as an ``nmo:TypeSeriesItem`` linking the nomisma.org concepts its record names
+  (authority, mint, denomination, material) and its dates as ``xsd:gYear``.
 - iiif: IIIF Presentation 3 (https://iiif.io/api/presentation/3.0/): a Manifest per specimen with
   one Canvas per side, and a Collection of them all.
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from coinlens.catalog import SPECIMEN_MEASURES, TYPE_DESCRIPTORS, Catalog
+from coinlens.catalog import ATTRIBUTION_LEVELS, SPECIMEN_MEASURES, TYPE_DESCRIPTORS, Catalog
 from coinlens.config import Settings
 from coinlens.export.records import ExportImage, ExportRecord, export_records
 from coinlens.storage import atomic_open, open_store
@@ -33,7 +35,9 @@ CSV_COLUMNS = [
     "type_uri",
     *TYPE_DESCRIPTORS,
     *SPECIMEN_MEASURES,
+    *(f"attributed_{level}" for level in ATTRIBUTION_LEVELS),
     "notes",
+    "fields",
     "obverse_image",
     "reverse_image",
     "image_urls",
@@ -48,6 +52,13 @@ JSONLD_CONTEXT = {
     "skos": "http://www.w3.org/2004/02/skos/core#",
     "void": "http://rdfs.org/ns/void#",
     "xsd": "http://www.w3.org/2001/XMLSchema#",
+}
+# the Nomisma ontology's property for each of a type's concepts (``TYPE_CONCEPTS``)
+TYPE_CONCEPT_PROPERTIES = {
+    "authority_uri": "nmo:hasAuthority",
+    "mint_uri": "nmo:hasMint",
+    "denomination_uri": "nmo:hasDenomination",
+    "material_uri": "nmo:hasMaterial",
 }
 IIIF_CONTEXT = "http://iiif.io/api/presentation/3/context.json"
 
@@ -87,7 +98,11 @@ def csv_row(record: ExportRecord, links: Links) -> dict[str, Any]:
         "type_uri": links.type_uri(record),
         **{name: getattr(coin_type, name) if coin_type else None for name in TYPE_DESCRIPTORS},
         **{name: getattr(record, name) for name in SPECIMEN_MEASURES},
+        **{f"attributed_{level}": record.attribution.get(level) for level in ATTRIBUTION_LEVELS},
         "notes": record.notes,
+        "fields": json.dumps(record.fields, ensure_ascii=False, sort_keys=True)
+        if record.fields
+        else None,
         "obverse_image": links.media(obverse.key) if obverse else None,
         "reverse_image": links.media(reverse.key) if reverse else None,
         "image_urls": " ".join(links.media(image.key) or "" for image in record.images),
@@ -151,8 +166,10 @@ def jsonld_object(record: ExportRecord, links: Links) -> dict[str, Any]:
         node["nmo:hasDiameter"] = _typed(record.diameter_mm, "decimal")
     if record.die_axis is not None:
         node["nmo:hasAxis"] = _typed(record.die_axis, "integer")
-    if record.notes:
-        node["skos:note"] = record.notes
+    notes = [record.notes] if record.notes else []
+    notes += [f"{name}: {value}" for name, value in sorted(record.fields.items())]
+    if notes:
+        node["skos:note"] = notes[0] if len(notes) == 1 else notes
     for name, prop in (("obverse", "nmo:hasObverse"), ("reverse", "nmo:hasReverse")):
         image = record.side(name)
         if image is not None:
@@ -173,7 +190,36 @@ def jsonld_type(record: ExportRecord, links: Links) -> dict[str, Any]:
     }
     if coin_type.description:
         node["skos:definition"] = coin_type.description
+    for name, prop in TYPE_CONCEPT_PROPERTIES.items():
+        uri = getattr(coin_type, name)
+        if uri:
+            node[prop] = {"@id": uri}
+    for name, prop in (("date_from", "nmo:hasStartDate"), ("date_to", "nmo:hasEndDate")):
+        year = getattr(coin_type, name)
+        if year is not None:
+            node[prop] = {"@value": gyear(year), "@type": "xsd:gYear"}
     return node
+
+
+def years_text(date_from: int | None, date_to: int | None) -> str:
+    """Dates as a catalogue prints them: "118-107 BC", "AD 337-340", "AD 337"."""
+
+    def year(value: int | None) -> str:
+        return "?" if value is None else str(abs(value))
+
+    if date_from == date_to or date_to is None or date_from is None:
+        one = date_from if date_from is not None else date_to
+        return f"{year(one)} BC" if one is not None and one < 0 else f"AD {year(one)}"
+    if date_to < 0:
+        return f"{year(date_from)}-{year(date_to)} BC"
+    if date_from < 0:
+        return f"{year(date_from)} BC - AD {year(date_to)}"
+    return f"AD {year(date_from)}-{year(date_to)}"
+
+
+def gyear(year: int) -> str:
+    """A year as ``xsd:gYear`` writes it, four digits at least and BC negative: -118 -> "-0118"."""
+    return f"{'-' if year < 0 else ''}{abs(year):04d}"
 
 
 def jsonld_chunks(records: Iterable[ExportRecord], links: Links) -> Iterator[str]:
@@ -214,6 +260,11 @@ def iiif_manifest(record: ExportRecord, links: Links) -> dict[str, Any]:
     metadata = [_entry("Accession", record.accession), _entry("Status", record.status)]
     if coin_type is not None:
         metadata.append(_entry("Type", coin_type.reference))
+        for name in ("authority", "mint", "denomination", "material"):
+            if getattr(coin_type, name):
+                metadata.append(_entry(name.capitalize(), getattr(coin_type, name)))
+        if coin_type.date_from is not None or coin_type.date_to is not None:
+            metadata.append(_entry("Date", years_text(coin_type.date_from, coin_type.date_to)))
     for label, value in (
         ("Weight (g)", record.weight_g),
         ("Diameter (mm)", record.diameter_mm),

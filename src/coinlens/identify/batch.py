@@ -27,7 +27,7 @@ import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from coinlens.catalog import Home, Image, Job, Specimen, Suggestion
+from coinlens.catalog import ATTRIBUTION_LEVELS, Home, Image, Job, Specimen, Suggestion
 from coinlens.catalog.models import utcnow
 from coinlens.catalog.queries import specimens_by_accession, type_references
 from coinlens.identify.batches import (
@@ -49,6 +49,7 @@ from coinlens.identify.engine import (
     load_crops,
     ref_views,
 )
+from coinlens.identify.partial import levels_of, type_records
 from coinlens.identify.scoring import explain
 from coinlens.identify.shift import Shift, coin_signals
 from coinlens.ingest import IngestItem
@@ -321,6 +322,7 @@ def suggestion_records(
             type_ids = {s.type_id for s in suggestions}
             evidence_ids = {i for s in suggestions for i in (s.evidence or {}).get("images", [])}
             references = type_references(session, type_ids)
+            records = type_records(session, type_ids)
             evidence_keys = dict(
                 session.execute(select(Image.id, Image.key).where(Image.id.in_(evidence_ids))).all()
             )
@@ -361,6 +363,7 @@ def suggestion_records(
                 "decision": decision,
                 "decision_reason": reason,
                 "batch": specimen.batch,
+                "partial_attribution": levels_of(((s.type_id, s.score) for s in ranked), records),
                 "suggestions": [
                     {
                         "rank": s.rank,
@@ -387,6 +390,8 @@ def write_results(path: Path, records: Iterator[dict[str, Any]], top_k: int) -> 
             columns.append("images")  # every photo of the coin, "side: source", " | " between
             for k in range(1, top_k + 1):
                 columns += [f"type_{k}", f"score_{k}", f"evidence_{k}"]
+            for level in ATTRIBUTION_LEVELS:  # the coarser levels the suggestions agree on
+                columns += [level, f"{level}_confidence"]
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             for record in records:
@@ -398,6 +403,9 @@ def write_results(path: Path, records: Iterator[dict[str, Any]], top_k: int) -> 
                     row[f"type_{s['rank']}"] = s["type"]
                     row[f"score_{s['rank']}"] = f"{s['score']:.4f}"
                     row[f"evidence_{s['rank']}"] = " ".join(s["evidence"])
+                for level in record.get("partial_attribution", []):
+                    row[level["level"]] = level["value"]
+                    row[f"{level['level']}_confidence"] = f"{level['confidence']:.4f}"
                 writer.writerow(row)
                 count += 1
         else:

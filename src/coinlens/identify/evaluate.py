@@ -43,7 +43,7 @@ from coinlens.identify.verify import (
     views_keypoints,
 )
 from coinlens.index import ReferenceIndex
-from coinlens.ingest import IngestError, Problem, scan_folder
+from coinlens.ingest import IngestError, IngestItem, Problem, read_manifest, scan_folder
 from coinlens.model.transforms import crop_to_array
 from coinlens.storage import atomic_write, sha256_hex
 from coinlens.vision import ImageLoadError, encode_jpeg, load_image
@@ -76,6 +76,9 @@ class LabelledSet:
     rounds: list[bool] = field(default_factory=list)
     framed: list[bool] = field(default_factory=list)  # layout "crop": size in the frame is a cue
     group_of_crop: list[int] = field(default_factory=list)
+    coins: list[str] = field(default_factory=list)  # group -> the coin it shows (accession)
+    # group -> its value of the column ``--group-by`` names (the lot): None where not given
+    units: list[str | None] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
     def views(self, row: int) -> CoinViews:
@@ -101,6 +104,8 @@ class LabelledSet:
             out.paths.append(self.paths[group])
             out.labels.append(label)
             out.shas.append(self.shas[group])
+            out.coins.append(self.coins[group])
+            out.units.append(self.units[group])
             if group in self.keypoint_pictures:
                 out.keypoint_pictures[new] = self.keypoint_pictures[group]
             for row, owner in enumerate(self.group_of_crop):
@@ -114,14 +119,29 @@ class LabelledSet:
 
 
 def load_labelled(
-    folder: Path, size: int, on_item: Callable[[], None] | None = None
+    source: Path,
+    size: int,
+    on_item: Callable[[], None] | None = None,
+    *,
+    sides_from_names: bool = False,
+    group_by: str | None = None,
 ) -> LabelledSet:
-    """Decode and localise every labelled image below ``folder`` (a tray's coins share its
-    label; two sides of one picture form one group)."""
-    scan = scan_folder(folder)
+    """Decode and localise every labelled image below a folder, or of a CSV manifest's rows
+    (a tray's coins share its label; two sides of one picture form one group). The photos of
+    one accession are one coin: a manifest's rows sharing it, or with ``sides_from_names`` files
+    named as the sides of one coin (``ingest.side_from_name``). ``group_by`` names the
+    manifest column (e.g. ``lot``) whose coins are left out together."""
+    if source.is_file():
+        scan = read_manifest(source, status="catalogued")
+    else:
+        scan = scan_folder(source, sides_from_names=sides_from_names)
     labelled = [item for item in scan.items if item.type_reference]
     if not labelled:
-        raise IngestError(f"{folder}: no labelled images (put each type's images in a folder)")
+        raise IngestError(f"{source}: no labelled images (put each type's images in a folder)")
+    if group_by is not None:
+        unit_of = {item.accession: group_value(item, group_by) for item in labelled}
+        if all(value is None for value in unit_of.values()):
+            raise IngestError(f"{source}: no coin has a {group_by!r} (a manifest column)")
     out = LabelledSet(problems=list(scan.problems))
     for item in labelled:
         try:
@@ -136,6 +156,8 @@ def load_labelled(
         out.paths.append(item.path)
         out.labels.append(item.type_reference)
         out.shas.append(sha256_hex(data))
+        out.coins.append(item.accession)
+        out.units.append(unit_of[item.accession] if group_by is not None else None)
         if layout.kind == "pair":
             out.keypoint_pictures[group] = keypoint_photo(image)
         for box in boxes:
@@ -153,31 +175,89 @@ def load_labelled(
     return out
 
 
+def group_value(item: IngestItem, column: str) -> str | None:
+    """The coin's value of a manifest ``column`` (``--group-by``): a column kept in its notes
+    (``lot``), or one the manifest names for the specimen or the type."""
+    value = item.notes.get(column, item.specimen_fields.get(column, item.type_fields.get(column)))
+    return None if value in (None, "") else str(value)
+
+
+Exclusion = tuple[set[int], set[str]]  # reference groups and sha256s a query must not count
+
+
+def query_units(queries: LabelledSet, by_coin: bool) -> list[list[int]]:
+    """The queries as matched: each photo (side) alone, or ``by_coin`` the photos of each coin
+    together (both sides combined, as identify combines a specimen's images)."""
+    if not by_coin:
+        return [[g] for g in range(len(queries.paths))]
+    coins: dict[str, list[int]] = {}
+    for g, coin in enumerate(queries.coins):
+        coins.setdefault(coin, []).append(g)
+    return list(coins.values())
+
+
+def exclusions(
+    references: LabelledSet, queries: LabelledSet, units: list[list[int]], leave_one_out: bool
+) -> list[Exclusion] | None:
+    """What each query unit must not be matched with. Leave-one-out: its whole coin (the other
+    side's patina and wear would give it away) and exact copies of its photos (same sha256);
+    with a ``--group-by`` column, every coin sharing its value (a hoard lot's coins may share
+    dies), also when the queries are another set. None where nothing is excluded."""
+    grouped = any(value is not None for value in references.units)
+    if not leave_one_out and not grouped:
+        return None
+    by_coin: dict[str, set[int]] = {}
+    by_unit: dict[str, set[int]] = {}
+    for g, (coin, value) in enumerate(zip(references.coins, references.units, strict=True)):
+        by_coin.setdefault(coin, set()).add(g)
+        if value is not None:
+            by_unit.setdefault(value, set()).add(g)
+    out = []
+    for unit in units:
+        groups: set[int] = set()
+        shas: set[str] = set()
+        for g in unit:
+            if leave_one_out:
+                groups |= by_coin.get(queries.coins[g], set())
+                shas.add(queries.shas[g])
+            if queries.units[g] is not None:
+                groups |= by_unit.get(queries.units[g], set())
+        out.append((groups, shas | {references.shas[r] for r in groups}))
+    return out
+
+
 def answerable_queries(
-    references: LabelledSet, queries: LabelledSet, leave_one_out: bool
+    references: LabelledSet,
+    queries: LabelledSet,
+    units: list[list[int]],
+    excluded: list[Exclusion] | None,
+    leave_one_out: bool,
 ) -> tuple[list[int], list[int]]:
-    """Query groups to score, and those no answer could get right: their type is not among the
-    references (to the catalogue, a type it does not hold), which should be flagged as new.
+    """Query units to score, and those no answer could get right: no reference of their type is
+    left once their exclusions are (to the catalogue, a type it does not hold), which should be
+    flagged as new.
 
     Leave-one-out keeps one copy of each (picture, label): exact duplicates are one query, not
-    many; a query counts only if another, different picture of its type exists to find. Otherwise
-    a query counts if its type is among the references.
-    """
-    if not leave_one_out:
-        known = set(references.labels)
-        selected = [g for g, label in enumerate(queries.labels) if label in known]
-        unknown = [g for g, label in enumerate(queries.labels) if label not in known]
-        return selected, unknown
-    pictures: dict[str, set[str]] = {}
-    for sha, label in zip(references.shas, references.labels, strict=True):
-        pictures.setdefault(label, set()).add(sha)
+    many."""
+    references_of: dict[str, list[int]] = {}
+    for g, label in enumerate(references.labels):
+        references_of.setdefault(label, []).append(g)
     seen: set[tuple[str, str]] = set()
     selected, unknown = [], []
-    for g, (sha, label) in enumerate(zip(queries.shas, queries.labels, strict=True)):
-        if (sha, label) in seen:
-            continue
-        seen.add((sha, label))
-        (selected if pictures[label] - {sha} else unknown).append(g)
+    for u, unit in enumerate(units):
+        label = queries.labels[unit[0]]
+        if leave_one_out and len(unit) == 1:
+            key = (queries.shas[unit[0]], label)
+            if key in seen:
+                continue
+            seen.add(key)
+        groups, shas = excluded[u] if excluded else (set(), set())
+        left = [
+            g
+            for g in references_of.get(label, [])
+            if g not in groups and references.shas[g] not in shas
+        ]
+        (selected if left else unknown).append(u)
     return selected, unknown
 
 
@@ -303,14 +383,16 @@ def same_coin_shown(
     references: LabelledSet,
     queries: LabelledSet,
     selected: list[int],
+    excluded: list[Exclusion] | None,
     query_vectors: np.ndarray,
     reference_vectors: np.ndarray,
     reference_keypoints: KeypointVerifier,
     leave_one_out: bool,
 ) -> np.ndarray:
     """For each query group in ``selected``: whether one of the references of its type (never an
-    exact copy, same sha256) shows the query's own coin or die, by keypoint inliers
-    (``SAME_COIN_INLIERS``) with the ``SAME_COIN_CANDIDATES`` nearest of them by embedding."""
+    exact copy, same sha256, nor one ``excluded[i]`` rules out) shows the query's own coin or
+    die, by keypoint inliers (``SAME_COIN_INLIERS``) with the ``SAME_COIN_CANDIDATES`` nearest
+    of them by embedding."""
     rows_of_label: dict[str, list[int]] = {}
     for row, group in enumerate(references.group_of_crop):
         rows_of_label.setdefault(references.labels[group], []).append(row)
@@ -322,12 +404,14 @@ def same_coin_shown(
         return views_keypoints(queries.views(row))
 
     shown = []
-    for g in selected:
-        sha = queries.shas[g]
+    for i, g in enumerate(selected):
+        groups, shas = excluded[i] if excluded else (set(), set())
+        shas = shas | {queries.shas[g]}
         rows = [
             r
             for r in rows_of_label.get(queries.labels[g], [])
-            if references.shas[references.group_of_crop[r]] != sha
+            if references.shas[references.group_of_crop[r]] not in shas
+            and references.group_of_crop[r] not in groups
         ]
         own = query_rows[g]
         if not rows or not own:
@@ -376,6 +460,26 @@ def _accepted(accepted: np.ndarray, right: np.ndarray) -> dict[str, float | None
     }
 
 
+def unit_report(
+    results: list[tuple[list[Any], str, dict[int, float]]], truths: list[int]
+) -> dict[str, Any]:
+    """Top-1, top-5, coverage at precision and what auto-accept took, of matched queries."""
+    pairs = list(zip(results, truths, strict=True))
+    top1 = np.array([bool(r[0]) and r[0][0].type_id == t for r, t in pairs], dtype=bool)
+    top5 = np.array([t in [s.type_id for s in r[0][:5]] for r, t in pairs], dtype=bool)
+    certainty = np.array([r[0][0].certainty if r[0] else -np.inf for r in results])
+    accepted = np.array([r[1] == "auto_accept" for r in results], dtype=bool)
+    return {
+        "n_queries": len(truths),
+        "top1": round(float(top1.mean()), 4) if len(top1) else 0.0,
+        "top5": round(float(top5.mean()), 4) if len(top5) else 0.0,
+        "coverage_at_precision": {
+            p: round(coverage_at_precision(certainty, top1, float(p)), 4) for p in PRECISIONS
+        },
+        "auto_accept": _accepted(accepted, top1),
+    }
+
+
 def evaluate(
     model: CurrentModel,
     references: LabelledSet,
@@ -418,15 +522,16 @@ def evaluate(
         query_crops = np.stack(queries.crops)
         vectors = embedder.embed_arrays(query_crops, np.array(queries.rounds))
         cues = crop_cues(query_crops, queries.framed)
-    selected, unknown = answerable_queries(references, queries, leave_one_out)
+    units = query_units(queries, by_coin=False)  # each photo (side) alone: unit g is [g]
+    excluded = exclusions(references, queries, units, leave_one_out)
+    selected, unknown = answerable_queries(references, queries, units, excluded, leave_one_out)
     matched = selected + unknown
-    exclude = [({g}, {references.shas[g]}) for g in matched] if leave_one_out else None
     all_groups = queries.groups
     results = matcher.match(
         vectors,
         [all_groups[g] for g in matched],
         top_k=max(top_k, 5),
-        exclude=exclude,
+        exclude=[excluded[g] for g in matched] if excluded else None,
         query_crop=queries.views,
         query_cues=cues,
     )
@@ -451,7 +556,14 @@ def evaluate(
         [t in [s.type_id for s in r[0][:5]] for r, t in zip(results, truths, strict=True)]
     )
     same_coin = same_coin_shown(
-        references, queries, selected, vectors, ref_vectors, keypoint_cache, leave_one_out
+        references,
+        queries,
+        selected,
+        [excluded[g] for g in selected] if excluded else None,
+        vectors,
+        ref_vectors,
+        keypoint_cache,
+        leave_one_out,
     )
     certainty = np.array([r[0][0].certainty if r[0] else -np.inf for r in results])
     confidence = np.array([r[0][0].score if r[0] else 0.0 for r in results])
@@ -512,6 +624,21 @@ def evaluate(
         "problems": len(references.problems) + (0 if leave_one_out else len(queries.problems)),
         "per_type": per_type_report(names, np.array(truths, dtype=int), suggested, top5, accepted),
     }
+    summary["per_side"] = unit_report(results, truths)
+    coins = query_units(queries, by_coin=True)
+    if any(len(unit) > 1 for unit in coins):  # both sides combined, as identify combines them
+        coin_excluded = exclusions(references, queries, coins, leave_one_out)
+        chosen, _ = answerable_queries(references, queries, coins, coin_excluded, leave_one_out)
+        coin_results = matcher.match(
+            vectors,
+            [[row for g in coins[u] for row in all_groups[g]] for u in chosen],
+            top_k=max(top_k, 5),
+            exclude=[coin_excluded[u] for u in chosen] if coin_excluded else None,
+            query_crop=queries.views,
+            query_cues=cues,
+        )
+        coin_truths = [type_id[queries.labels[coins[u][0]]] for u in chosen]
+        summary["per_coin"] = unit_report(coin_results, coin_truths)
     wrong = [i for i in np.argsort(-confidence) if not top1[i]][:40]
     mistakes = []
     for i in wrong:

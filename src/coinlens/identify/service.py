@@ -32,6 +32,7 @@ from coinlens.identify.engine import (
     type_references,
     with_collections,
 )
+from coinlens.identify.partial import levels_of, type_records
 from coinlens.identify.scoring import Suggestion, explain
 from coinlens.identify.verify import decode_views, keypoint_photo
 from coinlens.index import ReferenceIndex
@@ -194,10 +195,12 @@ class Identifier:
                 image.id: image
                 for image in session.scalars(select(Image).where(Image.id.in_(evidence_ids)))
             }
+            records = type_records(session, [s.type_id for s in suggestions])
         return {
             "model_version": self.model.version.id,
             "decision": decision,
             "decision_reason": explain(suggestions, self.model.calibration)[1],
+            "partial_attribution": levels_of(((s.type_id, s.score) for s in suggestions), records),
             "suggestions": [
                 {
                     "rank": number,

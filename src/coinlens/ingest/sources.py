@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
-from coinlens.catalog import SIDES, SPECIMEN_MEASURES, TYPE_DESCRIPTORS
+from coinlens.catalog import SIDES, SPECIMEN_MEASURES, TYPE_CONCEPTS, TYPE_DESCRIPTORS
 from coinlens.config import Settings
 from coinlens.storage import ObjectStore, StoreError, open_store
 
@@ -145,6 +145,19 @@ def scan_folder(
 # A side named at the end of a file's name, after "_", "-", "." or a space: "A1_obv.jpg",
 # "A1-r.jpg", "1944.100.12.reverse.tif" (any case).
 SIDE_IN_NAME = re.compile(r"^(?P<coin>.+?)[-_. ](?P<side>obverse|obv|o|reverse|rev|r)$", re.I)
+
+
+SIDE_WORDS = {"obv": "obverse", "o": "obverse", "rev": "reverse", "r": "reverse"}
+
+
+def read_side(raw: str) -> str:
+    """A manifest's side: one of ``SIDES`` or an abbreviation (obv, o, rev, r; any case);
+    blank is "unknown". ValueError names what was given."""
+    text = (raw or "unknown").strip().lower()
+    side = SIDE_WORDS.get(text, text)
+    if side not in SIDES:
+        raise ValueError(f"side {raw!r} is not one of {', '.join(SIDES)} (or obv, rev)")
+    return side
 
 
 def side_from_name(stem: str) -> tuple[str, str] | None:
@@ -366,13 +379,28 @@ def parse_measures(values: Mapping[str, str]) -> dict[str, Any]:
     return fields
 
 
+def read_uri(column: str, raw: str) -> str:
+    """An absolute http(s) URI, as a type's or a concept's URI must be ("http://nomisma.org/id/
+    ar"); ValueError names ``column`` and what is wrong."""
+    text = raw.strip()
+    parsed = urlparse(text)
+    spaced = any(c.isspace() for c in text)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or spaced:
+        raise ValueError(f"{column} {raw!r} is not a URI (http://... or https://...)")
+    return text
+
+
 def parse_type_descriptors(values: Mapping[str, str]) -> dict[str, Any]:
-    """Validated type descriptors (``TYPE_DESCRIPTORS``) from text, as a manifest row or a
-    curator's form gives them; blank ones are left out. ValueError names the field."""
+    """Validated type descriptors (``TYPE_DESCRIPTORS``, and the type's own ``uri`` when given)
+    from text, as a manifest row or a curator's form gives them; blank ones are left out.
+    ValueError names the field."""
     fields: dict[str, Any] = {}
     for name in ("authority", "mint", "denomination", "material"):
         if values.get(name):
             fields[name] = values[name]
+    for name in ("uri", *TYPE_CONCEPTS):
+        if values.get(name):
+            fields[name] = read_uri(name, values[name])
     for name in ("date_from", "date_to"):
         if values.get(name):
             fields[name] = _whole(
@@ -389,9 +417,9 @@ def check_dates(date_from: int | None, date_to: int | None) -> None:
 
 def _parse_row(row: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Validated (type fields, specimen fields) of one manifest row; ValueError names the column."""
-    type_fields = parse_type_descriptors(row)
+    type_fields = parse_type_descriptors({k: v for k, v in row.items() if k != "uri"})
     if row.get("type_uri"):
-        type_fields["uri"] = row["type_uri"]
+        type_fields["uri"] = read_uri("type_uri", row["type_uri"])
     check_dates(type_fields.get("date_from"), type_fields.get("date_to"))
     return type_fields, parse_measures(row)
 
@@ -443,6 +471,7 @@ def read_manifest(
     base = manifest.resolve().parent
     items: list[IngestItem] = []
     problems: list[Problem] = []
+    types_given: dict[str, dict[str, list[int]]] = {}  # accession -> type reference -> lines
     for line, row in rows:
         origin = f"{manifest.name} line {line}"
         try:
@@ -450,9 +479,7 @@ def read_manifest(
                 raise ValueError("image is empty")
             if not row["accession"]:
                 raise ValueError("accession is empty")
-            side = (row["side"] or "unknown").lower()
-            if side not in SIDES:
-                raise ValueError(f"side {row['side']!r} is not one of {', '.join(SIDES)}")
+            side = read_side(row["side"])
             image_path = Path(row["image"])
             if image_path.is_absolute() or ".." in image_path.parts:
                 raise ValueError(f"image {row['image']!r} must be a path inside the CSV's folder")
@@ -464,6 +491,8 @@ def read_manifest(
             problems.append(Problem(origin, f"{exc}; row skipped"))
             continue
         reference = row.get("type_reference") or None
+        if reference:
+            types_given.setdefault(row["accession"], {}).setdefault(reference, []).append(line)
         if status == "backlog" or (status is None and not reference):
             item_status = "backlog"
         else:
@@ -492,4 +521,18 @@ def read_manifest(
                 batch=batch or manifest.stem,
             )
         )
+    conflicting = {a: given for a, given in types_given.items() if len(given) > 1}
+    for accession, given in conflicting.items():
+        told = "; ".join(
+            f"{reference!r} (line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines))})"
+            for reference, lines in given.items()
+        )
+        problems.append(
+            Problem(
+                f"{manifest.name} accession {accession!r}",
+                f"its rows give different types: {told}; all its rows skipped (one coin has "
+                "one type: correct the manifest)",
+            )
+        )
+    items = [item for item in items if item.accession not in conflicting]
     return ScanResult(items, problems, [])

@@ -10,6 +10,7 @@ one-key actions never touch it, only a deliberate ``reattribute`` with its reaso
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,10 +30,11 @@ from coinlens.catalog import (
 from coinlens.catalog.models import utcnow
 from coinlens.config import Settings
 from coinlens.identify.batches import audit_verdict, refresh_hold
+from coinlens.identify.partial import check_attribution
 
 # what the queue offers for a backlog or flagged coin
 QUEUE_ACTIONS = ("accept", "correct", "new_type", "skip")
-ACTIONS = (*QUEUE_ACTIONS, "reattribute")
+ACTIONS = (*QUEUE_ACTIONS, "reattribute", "partial")
 
 
 class ReviewError(ValueError):
@@ -62,6 +64,7 @@ def review_specimen(
     type_id: int | None = None,
     comment: str | None = None,
     add_type: str | None = None,
+    attribution: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Apply one action; return the specimen's new state.
 
@@ -75,6 +78,9 @@ def review_specimen(
     the catalogue lacks, added in the same transaction, so that this coin becomes its first
     reference (an existing type of that reference is used as it is).
     ``expected_version`` None means "whatever is there now" (scripts that accept the risk).
+    ``partial`` records ``attribution``, the levels a reviewer is sure of ({"authority": ...,
+    "mint": ...}, ``identify.partial``), on a backlog or flagged coin, which stays in review for
+    its exact type; accepting a type later supersedes it.
     The state returned carries ``review_id``, the trail's row (``undo_review`` takes it).
     """
     if action not in ACTIONS:
@@ -85,9 +91,24 @@ def review_specimen(
         add_type = add_type.strip()
         if action not in ("correct", "reattribute") or type_id is not None or not add_type:
             raise ReviewError("a new type is added by a correct action with its reference alone")
+    if action == "partial":
+        try:
+            attribution = check_attribution(attribution or {})
+        except ValueError as exc:
+            raise ReviewError(str(exc)) from None
+    elif attribution:
+        raise ReviewError("a partial attribution is given by the action partial")
     try:
         return _review(
-            catalog, specimen_id, reviewer, action, expected_version, type_id, comment, add_type
+            catalog,
+            specimen_id,
+            reviewer,
+            action,
+            expected_version,
+            type_id,
+            comment,
+            add_type,
+            attribution,
         )
     except IntegrityError:
         if add_type is None:
@@ -105,6 +126,7 @@ def _review(
     type_id: int | None,
     comment: str | None,
     add_type: str | None,
+    attribution: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     with catalog.session() as session:
         specimen, version = specimen_as_seen(session, specimen_id, expected_version)
@@ -148,6 +170,12 @@ def _review(
             if action == "accept" and chosen != specimen.suggested_type_id:
                 action = "correct"
             values = {"type_id": chosen, "status": "catalogued"}
+            if specimen.attribution is not None:  # the exact type supersedes a partial one
+                values["attribution"] = None
+        elif action == "partial":
+            if attribution == specimen.attribution:
+                raise ReviewError(f"specimen {specimen.accession} has that attribution already")
+            values = {"attribution": attribution}
         elif action == "reattribute":
             if type_id is None:
                 raise ReviewError("reattribute needs the type the coin is to have")
@@ -198,6 +226,7 @@ def specimen_state(specimen: Specimen) -> dict[str, Any]:
         "accession": specimen.accession,
         "status": specimen.status,
         "type_id": specimen.type_id,
+        "attribution": specimen.attribution,
         "version": specimen.version,
     }
 

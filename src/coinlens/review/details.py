@@ -18,6 +18,7 @@ from coinlens.catalog import (
     newest_trained_version,
     split_notes,
 )
+from coinlens.identify.partial import suggest_levels
 from coinlens.identify.scoring import Calibration
 from coinlens.review.actions import history
 from coinlens.review.queue import QueueFilter, queue_counts
@@ -104,6 +105,7 @@ def specimen_summary(specimen: Specimen) -> dict[str, Any]:
         "die_axis": specimen.die_axis,
         "notes": note,
         "recorded": recorded,
+        "attribution": specimen.attribution,
         "decision": specimen.decision,
         "suggested_type_id": specimen.suggested_type_id,
         "score": specimen.suggestion_score,
@@ -206,6 +208,10 @@ def specimen_detail(session: Session, specimen_id: int) -> dict[str, Any] | None
         }
         for s in suggestions
     ]
+    # the coarser levels the suggestions agree on, for a coin whose exact type is uncertain
+    out["partial_attribution"] = suggest_levels(
+        (type_dict(types[s.type_id]), s.score) for s in suggestions if s.type_id in types
+    )
     # why the decision (``scoring.explain``), kept with the top suggestion when it was made
     out["decision_reason"] = (suggestions[0].evidence or {}).get("reason") if suggestions else None
     out["history"] = history(session, specimen_id)
