@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from coinlens.api import create_app
 from coinlens.catalog import CoinType, Home, Specimen
 from coinlens.cli.app import app
+from reviewable import sign_in
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ans-roman"
 PASSWORD = "correct horse battery"
@@ -210,9 +211,99 @@ def test_export_round_trips_the_nomisma_fields_and_uris(cli, ancient, tmp_path: 
         )
     )
     assert found, "the RIC VIII Alexandria 12 coins with their type's concepts"
-    _, _, mint, authority, denomination, material, start, note = found[0]
+    _, _, mint, authority, denomination, material, start, _ = found[0]
+    assert str(denomination) == "http://nomisma.org/id/ae3"
     assert str(mint) == "http://nomisma.org/id/alexandreia_egypt"
     assert str(material) == "http://nomisma.org/id/billon"
     assert str(authority).startswith("http://nomisma.org/id/")
     assert str(start).lstrip("-").isdigit() and len(str(start).lstrip("-")) == 4
     assert any(str(row[-1]).startswith("lot: ") for row in found)
+
+
+def _eval(cli, home: Path, references: Path, out: Path, *extra: str) -> dict:
+    result = cli("eval", "--home", home, "--references", references, "--leave-one-out",
+                 "--no-verify", "--json", out, *extra)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    return json.loads(out.read_text())
+
+
+def test_eval_leaves_out_whole_coins_and_whole_lots(cli, tmp_path: Path) -> None:
+    home = tmp_path / "home"  # eval reads no catalogue: one engine is enough
+    rows = list(csv.DictReader((SAMPLE / "manifest.csv").open(encoding="utf-8")))
+    # a type known from one coin only: nothing of its type is left once its coin is left out
+    solo = rows[0]["accession"]
+    folder = tmp_path / "coins"
+    for row in rows:
+        target = folder / Path(row["image"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(SAMPLE / row["image"], target)
+        if row["accession"] == solo:
+            (folder / "solo" / "one").mkdir(parents=True, exist_ok=True)
+            shutil.copy(SAMPLE / row["image"], folder / "solo" / "one" / Path(row["image"]).name)
+
+    photos = _eval(cli, home, folder, tmp_path / "photos.json")
+    assert photos["n_unanswerable"] == 0  # each side of the solo coin finds the other
+    assert "per_coin" not in photos
+    coins = _eval(cli, home, folder, tmp_path / "coins.json", "--sides-from-names")
+    assert coins["n_unanswerable"] == 2  # its other side never serves as its reference
+    assert coins["per_side"]["n_queries"] == coins["n_queries"] == 36
+    assert coins["per_coin"]["n_queries"] == 18  # both sides of each coin together
+
+    # the manifest's coins, the three RRC 535/1 coins in one lot: grouped by lot, no coin of
+    # that lot is another's reference, so the type has nothing left to be found by
+    lots = tmp_path / "lots" / "manifest.csv"
+    shutil.copytree(SAMPLE, lots.parent)
+    with lots.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(
+            {**row, "lot": "L1"} if row["type_reference"] == "RRC 535/1" else row for row in rows
+        )
+    plain = _eval(cli, home, lots, tmp_path / "plain.json")
+    assert (plain["n_unanswerable"], plain["per_coin"]["n_queries"]) == (0, 18)
+    grouped = _eval(cli, home, lots, tmp_path / "grouped.json", "--group-by", "lot")
+    assert grouped["group_by"] == "lot"
+    assert grouped["n_unanswerable"] >= 6 and grouped["per_coin"]["n_queries"] <= 15
+    for level, row in grouped["partial"].items():
+        assert level in ("series", "authority", "mint", "denomination")
+        assert 0 <= row["right"] <= 1 and row["n"] > 0
+    missing = cli("eval", "--home", home, "--references", folder, "--leave-one-out",
+                  "--group-by", "lot")  # fmt: skip
+    assert missing.exit_code == 2 and "no coin has a 'lot'" in missing.stderr
+
+
+def test_the_coin_page_shows_the_levels_and_keeps_the_ticked_ones(ancient) -> None:
+    home = Home.open(ancient["home"])
+    record = ancient["records"][1]
+    with TestClient(create_app(home), base_url="http://127.0.0.1") as client:
+        sign_in(client, "rita", PASSWORD)
+        page = client.get(f"/specimens/{record['specimen_id']}")
+        assert page.status_code == 200 and "What the suggestions agree on" in page.text
+        csrf = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+        version = page.text.split('name="version" value="')[1].split('"')[0]
+        levels = {p["level"]: p["value"] for p in record["partial_attribution"]}
+        form = {
+            "csrf_token": csrf,
+            "version": version,
+            "sure": ["series", "authority"],
+            **{f"value_{level}": value for level, value in levels.items()},
+        }
+        kept = client.post(
+            f"/specimens/{record['specimen_id']}/partial", data=form, follow_redirects=False
+        )
+        assert kept.status_code == 303, kept.text
+        shown = client.get(kept.headers["location"])
+        assert "Attributed so far" in shown.text and levels["series"] in shown.text
+        nothing = client.post(
+            f"/specimens/{record['specimen_id']}/partial",
+            data={**form, "sure": [], "version": str(int(version) + 1)},
+        )
+        assert "tick the levels you are sure of" in nothing.text
+    with home.catalog.reader() as session:
+        coin = session.get(Specimen, record["specimen_id"])
+        assert coin.attribution == {
+            "series": levels["series"],
+            "authority": levels["authority"],
+        }
+        assert coin.status == "backlog"
+    home.close()

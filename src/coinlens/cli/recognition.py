@@ -565,6 +565,10 @@ def print_eval(summary: dict[str, Any]) -> None:
         "images/s": summary["images_per_second"],
         "model version": summary["model_version"],
     }
+    for level, row in (summary.get("partial") or {}).items():
+        flat[f"not auto-accepted ({row['n']}): {level} right (mean confidence)"] = (
+            f"{row['right']:.3f} ({row['mean_confidence']:.3f})"
+        )
     unknown = summary.get("unknown_types")
     if unknown:  # queries whose type the references lack: the catalogue would not hold it
         flat[f"types not in the references ({unknown['n']}): flagged new"] = unknown["flagged_new"]

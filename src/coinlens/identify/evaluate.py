@@ -30,7 +30,9 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFont
 
+from coinlens.catalog import ATTRIBUTION_LEVELS
 from coinlens.identify.engine import CurrentModel, Matcher
+from coinlens.identify.partial import suggest_levels, type_levels
 from coinlens.identify.scoring import Calibration, coverage_at_precision
 from coinlens.identify.shift import batch_shift, coin_signals
 from coinlens.identify.verify import (
@@ -79,6 +81,8 @@ class LabelledSet:
     coins: list[str] = field(default_factory=list)  # group -> the coin it shows (accession)
     # group -> its value of the column ``--group-by`` names (the lot): None where not given
     units: list[str | None] = field(default_factory=list)
+    # label -> what a manifest says of the type (``partial.type_levels`` reads it)
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
     def views(self, row: int) -> CoinViews:
@@ -96,7 +100,7 @@ class LabelledSet:
     def only(self, keep: set[str]) -> LabelledSet:
         """The photos whose label is in ``keep`` (references a catalogue of fewer types holds;
         queries of some types), with their crops."""
-        out = LabelledSet()
+        out = LabelledSet(records=self.records)
         for group, label in enumerate(self.labels):
             if label not in keep:
                 continue
@@ -158,6 +162,9 @@ def load_labelled(
         out.shas.append(sha256_hex(data))
         out.coins.append(item.accession)
         out.units.append(unit_of[item.accession] if group_by is not None else None)
+        record = out.records.setdefault(item.type_reference, {"reference": item.type_reference})
+        for name, value in item.type_fields.items():
+            record.setdefault(name, value)
         if layout.kind == "pair":
             out.keypoint_pictures[group] = keypoint_photo(image)
         for box in boxes:
@@ -199,12 +206,14 @@ def query_units(queries: LabelledSet, by_coin: bool) -> list[list[int]]:
 def exclusions(
     references: LabelledSet, queries: LabelledSet, units: list[list[int]], leave_one_out: bool
 ) -> list[Exclusion] | None:
-    """What each query unit must not be matched with. Leave-one-out: its whole coin (the other
-    side's patina and wear would give it away) and exact copies of its photos (same sha256);
+    """What each query unit must not be matched with: its whole coin (the other side's patina
+    and wear would give it away), also where the queries are another set holding the same
+    accession; in leave-one-out, exact copies of its photos (same sha256) too;
     with a ``--group-by`` column, every coin sharing its value (a hoard lot's coins may share
     dies), also when the queries are another set. None where nothing is excluded."""
     grouped = any(value is not None for value in references.units)
-    if not leave_one_out and not grouped:
+    shared = set(references.coins) & {queries.coins[g] for unit in units for g in unit}
+    if not leave_one_out and not grouped and not shared:
         return None
     by_coin: dict[str, set[int]] = {}
     by_unit: dict[str, set[int]] = {}
@@ -216,9 +225,9 @@ def exclusions(
     for unit in units:
         groups: set[int] = set()
         shas: set[str] = set()
-        for g in unit:
+        for g in unit:  # a coin never serves as its own reference, in whichever set
+            groups |= by_coin.get(queries.coins[g], set())
             if leave_one_out:
-                groups |= by_coin.get(queries.coins[g], set())
                 shas.add(queries.shas[g])
             if queries.units[g] is not None:
                 groups |= by_unit.get(queries.units[g], set())
@@ -480,6 +489,45 @@ def unit_report(
     }
 
 
+def partial_report(
+    results: list[tuple[list[Any], str, dict[int, float]]],
+    truths: list[int],
+    names: list[str],
+    records: dict[str, dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    """How right the partial attributions (``identify.partial``) are where they matter: on the
+    queries not auto-accepted. For each level: how many had one, the share right, their mean
+    confidence, and the share right among those at 0.9 or more (with how many those were)."""
+    tallies: dict[str, list[tuple[bool, float]]] = {}
+    for (suggestions, decision, _), truth in zip(results, truths, strict=True):
+        if decision == "auto_accept":
+            continue
+        true_levels = type_levels(records.get(names[truth], {"reference": names[truth]}))
+        ranked = [
+            (records.get(names[s.type_id], {"reference": names[s.type_id]}), s.score)
+            for s in suggestions
+        ]
+        for level in suggest_levels(ranked):
+            if level["level"] in true_levels:
+                right = level["value"] == true_levels[level["level"]][0]
+                tallies.setdefault(level["level"], []).append((right, level["confidence"]))
+    report = {}
+    for level in ATTRIBUTION_LEVELS:
+        if level not in tallies:
+            continue
+        right = np.array([r for r, _ in tallies[level]], dtype=bool)
+        confidence = np.array([c for _, c in tallies[level]])
+        sure = confidence >= 0.9
+        report[level] = {
+            "n": len(right),
+            "right": round(float(right.mean()), 4),
+            "mean_confidence": round(float(confidence.mean()), 4),
+            "n_at_0.9": int(sure.sum()),
+            "right_at_0.9": round(float(right[sure].mean()), 4) if sure.any() else None,
+        }
+    return report
+
+
 def evaluate(
     model: CurrentModel,
     references: LabelledSet,
@@ -639,6 +687,13 @@ def evaluate(
         )
         coin_truths = [type_id[queries.labels[coins[u][0]]] for u in chosen]
         summary["per_coin"] = unit_report(coin_results, coin_truths)
+        summary["partial"] = partial_report(
+            coin_results, coin_truths, names, {**references.records, **queries.records}
+        )
+    else:
+        summary["partial"] = partial_report(
+            results, truths, names, {**references.records, **queries.records}
+        )
     wrong = [i for i in np.argsort(-confidence) if not top1[i]][:40]
     mistakes = []
     for i in wrong:
