@@ -91,6 +91,7 @@ def score(summary: dict) -> dict:
     out["per_coin"] = summary.get("per_coin")
     out["auto_accept"] = summary["at_calibrated_threshold"]
     out["partial"] = summary.get("partial")
+    out["by_series"] = summary.get("by_series")
     return out
 
 

@@ -263,6 +263,8 @@ def test_eval_leaves_out_whole_coins_and_whole_lots(cli, tmp_path: Path) -> None
     assert (plain["n_unanswerable"], plain["per_coin"]["n_queries"]) == (0, 18)
     grouped = _eval(cli, home, lots, tmp_path / "grouped.json", "--group-by", "lot")
     assert grouped["group_by"] == "lot"
+    assert set(grouped["by_series"]) == {"RIC IX", "RPC I"}  # the rest: all of one lot
+    assert sum(row["n_queries"] for row in grouped["by_series"].values()) == grouped["n_queries"]
     assert grouped["n_unanswerable"] >= 6 and grouped["per_coin"]["n_queries"] <= 15
     for level, row in grouped["partial"].items():
         assert level in ("series", "authority", "mint", "denomination")

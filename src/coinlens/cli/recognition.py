@@ -162,6 +162,14 @@ def train(
             help="Share of training crops cut tighter, at or inside the coin's rim.",
         ),
     ] = 0.0,
+    upright: Annotated[
+        bool,
+        typer.Option(
+            "--upright",
+            help="The catalogue's photos show coins upright (a museum's photos of coins with "
+            "legends): learn and read them at one orientation (not for trays of loose coins).",
+        ),
+    ] = False,
     input_size: Annotated[
         int | None,
         typer.Option(
@@ -211,6 +219,7 @@ def train(
         overexposed=overexposed,
         white_balance=white_balance,
         tight_crops=tight_crops,
+        upright=upright,
         input_size=input_size or INPUT_SIZE,
     )
     with open_home(home) as opened:

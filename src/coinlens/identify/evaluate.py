@@ -32,7 +32,7 @@ from PIL import ImageDraw, ImageFont
 
 from coinlens.catalog import ATTRIBUTION_LEVELS
 from coinlens.identify.engine import CurrentModel, Matcher
-from coinlens.identify.partial import suggest_levels, type_levels
+from coinlens.identify.partial import series_name, suggest_levels, type_levels
 from coinlens.identify.scoring import Calibration, coverage_at_precision
 from coinlens.identify.shift import batch_shift, coin_signals
 from coinlens.identify.verify import (
@@ -489,6 +489,38 @@ def unit_report(
     }
 
 
+def series_of_label(label: str, records: dict[str, dict[str, Any]]) -> str:
+    """The series a label's type belongs to: the corpus its reference names ("RIC VIII"), else
+    the label's first folder ("ocre/ric.8.alex.12" -> "ocre"), else "all"."""
+    reference = str(records.get(label, {}).get("reference") or label)
+    return series_name(reference) or (label.split("/")[0] if "/" in label else "all")
+
+
+def series_report(
+    results: list[tuple[list[Any], str, dict[int, float]]],
+    truths: list[int],
+    names: list[str],
+    records: dict[str, dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    """Top-1 and auto-accept of each series' queries: a precision promised for the collection
+    must hold in each of its series, not only on average."""
+    rows: dict[str, list[tuple[bool, bool]]] = {}
+    for (suggestions, decision, _), truth in zip(results, truths, strict=True):
+        right = bool(suggestions) and suggestions[0].type_id == truth
+        series = series_of_label(names[truth], records)
+        rows.setdefault(series, []).append((right, decision == "auto_accept"))
+    report = {}
+    for series in sorted(rows):
+        right = np.array([r for r, _ in rows[series]], dtype=bool)
+        accepted = np.array([a for _, a in rows[series]], dtype=bool)
+        report[series] = {
+            "n_queries": len(right),
+            "top1": round(float(right.mean()), 4),
+            "auto_accept": _accepted(accepted, right),
+        }
+    return report
+
+
 def partial_report(
     results: list[tuple[list[Any], str, dict[int, float]]],
     truths: list[int],
@@ -673,6 +705,9 @@ def evaluate(
         "per_type": per_type_report(names, np.array(truths, dtype=int), suggested, top5, accepted),
     }
     summary["per_side"] = unit_report(results, truths)
+    summary["by_series"] = series_report(
+        results, truths, names, {**references.records, **queries.records}
+    )
     coins = query_units(queries, by_coin=True)
     if any(len(unit) > 1 for unit in coins):  # both sides combined, as identify combines them
         coin_excluded = exclusions(references, queries, coins, leave_one_out)

@@ -30,6 +30,7 @@ from coinlens.vision.cues import coin_circles
 # 192 px 0.94 in three trainings; identification at 192 px runs at 2.5x the PyTorch baseline).
 INPUT_SIZE = 192
 ROTATIONS = 2  # exact turns averaged at inference: the network learnt any angle in training
+UPRIGHT_TILT = 12.0  # degrees an upright photo's coin may lean (``TrainConfig.upright``)
 EMBEDDING_DIM = 256  # the training head's width, where the loss works (see ``CoinNet.drop_head``)
 
 
@@ -61,6 +62,14 @@ class TrainConfig:
     # photographer's batch (docs/experiments/shift.md)
     white_balance: float = 0.0
     tight_crops: float = 0.0
+    # Photographed upright, as a museum's catalogue photos of coins with legends are: trained
+    # at small tilts only and read at one orientation, so that which way a portrait faces or a
+    # legend runs stays information (a tray's coins lie at any angle: off there)
+    upright: bool = False
+
+    def __post_init__(self) -> None:
+        if self.upright:
+            self.rotations = 1
 
 
 def balanced_batches(labels: np.ndarray, batch_size: int, steps: int, rng: np.random.Generator):
@@ -96,7 +105,11 @@ def train_embedding(
     proxies = classes * (2 if config.outline_twins > 0 else 1)
     loss_fn = CosFaceLoss(model.embedding_dim, proxies).to(device)
     augment = Augment(
-        config.scale_jitter, config.overexposed, config.white_balance, config.tight_crops
+        config.scale_jitter,
+        config.overexposed,
+        config.white_balance,
+        config.tight_crops,
+        degrees=UPRIGHT_TILT if config.upright else 180.0,
     ).to(device)
     generator = torch.Generator().manual_seed(config.seed)
     needs_circles = config.background_swap > 0 or config.outline_twins > 0

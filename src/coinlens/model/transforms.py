@@ -259,6 +259,7 @@ class Augment(torch.nn.Module):
         overexposed: float = OVEREXPOSED_SHARE,
         white_balance: float = 0.0,
         tight_crops: float = 0.0,
+        degrees: float = 180.0,
     ) -> None:
         super().__init__()
         self.overexposed = overexposed
@@ -266,7 +267,7 @@ class Augment(torch.nn.Module):
         import kornia.augmentation as K
 
         self.geometry = K.RandomAffine(
-            degrees=180.0,
+            degrees=degrees,
             translate=(0.04, 0.04),
             scale=(1.0 - scale_jitter, 1.0 + scale_jitter),
             p=1.0,
