@@ -45,6 +45,7 @@ def test_identify_returns_suggestions_and_stores_nothing(site) -> None:
     assert top["evidence"] and top["evidence"][0]["key"].startswith("images/")
     scores = [s["score"] for s in result["suggestions"]]
     assert scores == sorted(scores, reverse=True) and len(scores) == 5
+    assert result["partial_attribution"] == []  # euro types name no series, authority or mint
     assert _counts(site) == before
 
 

@@ -66,6 +66,8 @@ def test_train_saves_a_calibrated_version(trained) -> None:
     home, _, _, summary = trained
     assert summary["model_version"] >= 1
     assert summary["types"] == 8 and summary["heldout_images"] > 0
+    # how upright the photos are, measured (the euro sample's trays: coins at any angle)
+    assert 0 <= summary["photos_upright_share"] <= 1 and summary["upright"] is False
     with Home.open(home) as opened, opened.catalog.reader() as session:
         version = session.get(ModelVersion, summary["model_version"])
         assert opened.store.exists(version.artefacts["weights"])

@@ -166,6 +166,30 @@ def test_augmentation_stays_in_range_and_relit_is_one_lamp_per_batch() -> None:
     assert np.ptp(lit, axis=-1).max() <= 1 and np.ptp(lit) <= 1  # one lamp: both alike
 
 
+def test_upright_training_keeps_which_way_a_coin_faces() -> None:
+    """``--upright``: crops lean a few degrees at most, so a coin turned upside down stays
+    another picture (any angle otherwise), and the model reads one orientation."""
+    from coinlens.model.transforms import Augment, to_tensor
+    from coinlens.model.train import UPRIGHT_TILT
+
+    torch.manual_seed(0)
+    picture = coin_picture(64, seed=3)
+    picture[8:24, 20:44] = 255  # a mark above the centre: which way is up
+    tensor = to_tensor(np.stack([picture] * 32))
+    upside_down = torch.flip(tensor, dims=(2, 3))
+
+    def nearer_upright(augment: Augment) -> float:
+        with torch.no_grad():
+            out = augment(tensor)
+        ahead = ((out - tensor) ** 2).mean(dim=(1, 2, 3))
+        behind = ((out - upside_down) ** 2).mean(dim=(1, 2, 3))
+        return float((ahead < behind).float().mean())
+
+    assert nearer_upright(Augment(degrees=UPRIGHT_TILT)) == 1.0
+    assert nearer_upright(Augment()) < 0.9  # any angle: often nearer the turned picture
+    assert TrainConfig(upright=True).rotations == 1 and TrainConfig().rotations == 2
+
+
 def test_overexposure_washes_a_crop_out_as_a_lamp_does() -> None:
     """A washed photo: every pixel brighter by one gain in the measured range, highlights clipped
     at white, dark pixels still dark; the ordering of brightnesses kept (the design survives)."""

@@ -98,6 +98,10 @@ def run_train(
         "types_needing_closer_coins": len(calibration.get("type_floors") or {}),
         "heldout_as_new_accepted": calibration.get("heldout_as_new_accepted"),
         "train_seconds": metrics.get("training", {}).get("seconds"),
+        "upright": (version.training_snapshot.get("config") or {}).get("upright", False),
+        "photos_upright_share": metrics.get("training", {})
+        .get("orientation", {})
+        .get("upright_share"),
     }
 
 
@@ -198,7 +202,7 @@ def train(
 ) -> None:
     """Fine-tune the embedding on the catalogued coins and calibrate it on held-out ones."""
     from coinlens.identify.distributed import RayUnavailable
-    from coinlens.identify.training import TrainingError
+    from coinlens.identify.training import UPRIGHT_HINT, TrainingError
     from coinlens.model.network import BackboneUnavailable, backbone_weights
     from coinlens.model.train import INPUT_SIZE, TrainConfig
 
@@ -233,6 +237,13 @@ def train(
         print(json.dumps(summary))
     else:
         _print_mapping(f"model version {summary['model_version']}", summary)
+        share = summary["photos_upright_share"]
+        if not summary["upright"] and share is not None and share >= UPRIGHT_HINT:
+            out.print(
+                f"{share:.0%} of the catalogue's coins look most like their type as photographed "
+                "(a quarter would be chance): if the backlog is photographed upright too, "
+                "coinlens train --upright may recognise them better"
+            )
 
 
 def _calibrate_again(home: Path | None, as_json: bool) -> None:
