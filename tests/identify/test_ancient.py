@@ -309,3 +309,19 @@ def test_the_coin_page_shows_the_levels_and_keeps_the_ticked_ones(ancient) -> No
         }
         assert coin.status == "backlog"
     home.close()
+
+
+def test_training_grouped_by_lot_calibrates_without_lot_mates(cli, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert cli("ingest", SAMPLE / "manifest.csv", "--home", home).exit_code == 0
+    unknown = cli("train", "--home", home, "--epochs", "1", "--group-by", "hoard")
+    assert unknown.exit_code == 2
+    assert "no catalogued coin has a 'hoard'" in unknown.stderr
+    trained = cli("train", "--home", home, "--epochs", "1", "--group-by", "lot", "--upright",
+                  "--json")  # fmt: skip
+    assert trained.exit_code == 0, trained.stderr
+    summary = json.loads(trained.stdout)
+    assert (summary["group_by"], summary["upright"]) == ("lot", True)
+    assert 0 <= summary["photos_upright_share"] <= 1
+    again = cli("train", "--home", home, "--calibrate-only", "--json")  # grouped as trained
+    assert again.exit_code == 0, again.stderr

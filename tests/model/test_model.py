@@ -169,8 +169,8 @@ def test_augmentation_stays_in_range_and_relit_is_one_lamp_per_batch() -> None:
 def test_upright_training_keeps_which_way_a_coin_faces() -> None:
     """``--upright``: crops lean a few degrees at most, so a coin turned upside down stays
     another picture (any angle otherwise), and the model reads one orientation."""
-    from coinlens.model.transforms import Augment, to_tensor
     from coinlens.model.train import UPRIGHT_TILT
+    from coinlens.model.transforms import Augment, to_tensor
 
     torch.manual_seed(0)
     picture = coin_picture(64, seed=3)

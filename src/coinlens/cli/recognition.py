@@ -50,7 +50,12 @@ def _check_device(device: str) -> str:
 
 
 def run_train(
-    home: Home, config: TrainConfig, *, engine: str = "local", address: str | None = None
+    home: Home,
+    config: TrainConfig,
+    *,
+    engine: str = "local",
+    address: str | None = None,
+    group_by: str | None = None,
 ) -> dict[str, Any]:
     """Train with progress bars; returns the new version's summary. ``engine="ray"`` embeds
     the references with the new model on Ray (training itself stays on this machine)."""
@@ -77,7 +82,11 @@ def run_train(
 
     with progress:
         version = train_model(
-            home, config, progress=TrainProgress(on_stage, on_advance), embed_for=embed_for
+            home,
+            config,
+            progress=TrainProgress(on_stage, on_advance),
+            embed_for=embed_for,
+            group_by=group_by,
         )
     metrics = version.metrics or {}
     validation = metrics.get("validation", {})
@@ -99,6 +108,7 @@ def run_train(
         "heldout_as_new_accepted": calibration.get("heldout_as_new_accepted"),
         "train_seconds": metrics.get("training", {}).get("seconds"),
         "upright": (version.training_snapshot.get("config") or {}).get("upright", False),
+        "group_by": version.training_snapshot.get("group_by"),
         "photos_upright_share": metrics.get("training", {})
         .get("orientation", {})
         .get("upright_share"),
@@ -166,6 +176,14 @@ def train(
             help="Share of training crops cut tighter, at or inside the coin's rim.",
         ),
     ] = 0.0,
+    group_by: Annotated[
+        str | None,
+        typer.Option(
+            "--group-by",
+            help="Import column (e.g. lot) whose coins never serve as each other's references "
+            "when the confidence is calibrated: it then holds for coins of lots not catalogued.",
+        ),
+    ] = None,
     upright: Annotated[
         bool,
         typer.Option(
@@ -228,7 +246,7 @@ def train(
     )
     with open_home(home) as opened:
         try:
-            summary = run_train(opened, config, engine=engine, address=address)
+            summary = run_train(opened, config, engine=engine, address=address, group_by=group_by)
         except (TrainingError, BackboneUnavailable, RayUnavailable) as exc:
             fail(str(exc), 2)
         except StoreError as exc:

@@ -9,14 +9,14 @@ reference in the new version's index.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 
-from coinlens.catalog import Home, ModelVersion
+from coinlens.catalog import Home, ModelVersion, Specimen, split_notes
 from coinlens.identify.engine import (
     CropRef,
     CurrentModel,
@@ -268,6 +268,30 @@ def match_as_new(
     return results
 
 
+def lot_mates(home: Home, column: str) -> dict[int, set[int]]:
+    """For each catalogued coin with a value in the import column ``column`` (kept in its
+    notes: a manifest's ``lot``), the other coins sharing it: coins of one hoard lot may share
+    dies and a photographer, which a coin of another lot will not. ``TrainingError`` where no
+    coin has one."""
+    with home.catalog.reader() as session:
+        rows = session.execute(
+            select(Specimen.id, Specimen.notes).where(Specimen.status == "catalogued")
+        ).all()
+    value_of = {}
+    for specimen_id, notes in rows:
+        value = split_notes(notes)[1].get(column)
+        if value not in (None, ""):
+            value_of[specimen_id] = str(value)
+    if not value_of:
+        raise TrainingError(
+            f"no catalogued coin has a {column!r} (a manifest column kept at import) to group by"
+        )
+    members: dict[str, set[int]] = defaultdict(set)
+    for specimen_id, value in value_of.items():
+        members[value].add(specimen_id)
+    return {s: members[value] - {s} for s, value in value_of.items()}
+
+
 def calibrate(
     index: ReferenceIndex,
     queries: Sequence[CropRef],
@@ -280,9 +304,12 @@ def calibrate(
     verifier: KeypointVerifier | None = None,
     store: ObjectStore | None = None,
     relit_queries: Sequence[Relit] = (),
+    lot_mates: Mapping[int, set[int]] | None = None,
 ) -> tuple[Calibration, dict[str, float]]:
     """Fit calibration on ``queries`` (held-out coins, or with ``leave_one_out`` the references
     themselves, each without its own specimen and exact copies). Returns it with top-1/top-5.
+    ``lot_mates[s]``: specimens never to serve as coin ``s``'s references (those of its hoard
+    lot, ``lot_mates``), so that the confidence holds for coins of lots the catalogue lacks.
     ``relit_queries``: the queries under other lightings (``relit_coins``), for the colour
     weight (their cues) and the similarity's weight in certainty (their embeddings, if any).
     The queries are matched once more as if their types were missing (``match_as_new``), for
@@ -290,9 +317,13 @@ def calibrate(
     specimen_ids, groups = group_by_specimen(queries)
     truths = [queries[rows[0]].type_id for rows in groups]
     exclude = None
-    if leave_one_out:
+    mates = lot_mates or {}
+    if leave_one_out or mates:
         exclude = [
-            ({s}, {queries[r].sha256 for r in rows})
+            (
+                ({s} if leave_one_out else set()) | mates.get(s, set()),
+                {queries[r].sha256 for r in rows} if leave_one_out else set(),
+            )
             for s, rows in zip(specimen_ids, groups, strict=True)
         ]
     weights = Calibration()
@@ -418,7 +449,7 @@ def upright_share(
     rows = np.arange(len(crops))
     if len(rows) > limit:
         rows = np.sort(rng.choice(rows, limit, replace=False))
-    embedder = Embedder.pretrained()
+    embedder = Embedder.pretrained(input_size=crops.shape[1])
     embedder.rotation_count = 1
     embedder.use_onnx()
     upright = embedder.embed_arrays(crops)
@@ -443,9 +474,12 @@ def train_model(
     heldout_fraction: float = 0.15,
     progress: TrainProgress | None = None,
     embed_for: Callable[[Embedder], EmbedCrops] | None = None,
+    group_by: str | None = None,
 ) -> ModelVersion:
     """Train, calibrate and save a new model version with its reference index. Auto-accept is
     fitted for the home's ``auto_accept_precision`` and ``new_type_share`` (its settings).
+    ``group_by``: an import column (``lot``) whose coins never serve as each other's references
+    in calibration (``lot_mates``).
 
     ``embed_for(embedder)`` gives the engine that embeds the references with the new model
     (default: this process; the Ray engine spreads it over a cluster)."""
@@ -458,6 +492,7 @@ def train_model(
             f"training needs catalogued coins of at least two types; the catalogue has "
             f"{len(types)} type(s) with {len(refs)} image(s)"
         )
+    mates = lot_mates(home, group_by) if group_by else None
     train, heldout = split_heldout(refs, heldout_fraction)
     label_of = {type_id: i for i, type_id in enumerate(types)}
 
@@ -511,6 +546,7 @@ def train_model(
             verifier=store_verifier(home),
             store=home.store,
             relit_queries=relit_coins(home.store, heldout, config.input_size, embedder),
+            lot_mates=mates,
         )
         validation["method"] = "held-out"
     else:  # too few coins to hold any out: leave-one-out over the training coins
@@ -525,6 +561,7 @@ def train_model(
             verifier=store_verifier(home),
             store=home.store,
             relit_queries=relit_coins(home.store, train, config.input_size, embedder),
+            lot_mates=mates,
         )
         validation["method"] = "leave-one-out (no held-out coins)"
     validation["n_heldout_images"] = len(heldout)
@@ -540,6 +577,7 @@ def train_model(
                 "type_ids": types,
                 "max_image_id": max(r.image_id for r in refs),
                 "heldout_specimens": sorted({r.specimen_id for r in heldout}),
+                "group_by": group_by,
                 "config": vars(config),
             },
             metrics={
@@ -565,7 +603,8 @@ def train_model(
 
 def recalibrate_model(home: Home, *, heldout_fraction: float = 0.15) -> Calibration:
     """Fit the current trained model's calibration again, on the held-out coins it was trained
-    without (the same split ``train_model`` made), and store it with the version: for a
+    without (the same split ``train_model`` made, grouped as it was), and store it with the
+    version: for a
     changed ``auto_accept_precision`` or ``new_type_share``, or a model trained before its
     calibration kept what shift checks and batch recalibration need."""
     model = current_model(home)
@@ -596,6 +635,7 @@ def recalibrate_model(home: Home, *, heldout_fraction: float = 0.15) -> Calibrat
         verifier=store_verifier(home),
         store=home.store,
         relit_queries=relit_coins(home.store, queries, embedder.input_size, embedder),
+        lot_mates=lot_mates(home, snapshot["group_by"]) if snapshot.get("group_by") else None,
     )
     with home.catalog.session() as session:
         version = session.get(ModelVersion, model.version.id)
