@@ -326,6 +326,19 @@ def calibrate(
             )
             for s, rows in zip(specimen_ids, groups, strict=True)
         ]
+    if mates and exclude:  # a coin whose type only its lot-mates show has nothing to be found by
+        specimens_of_type: dict[int, set[int]] = defaultdict(set)
+        for image_id, type_id in index.type_of.items():
+            specimens_of_type[type_id].add(index.specimen_of[image_id])
+        kept = [
+            g
+            for g, truth in enumerate(truths)
+            if specimens_of_type.get(truth, set()) - exclude[g][0]
+        ]
+        if kept:  # (none: nothing to calibrate on but the coins as they are)
+            groups = [groups[g] for g in kept]
+            truths = [truths[g] for g in kept]
+            exclude = [exclude[g] for g in kept]
     weights = Calibration()
     if query_cues is not None and truths:
         relit_cues = [lit.cues for lit in relit_queries]
