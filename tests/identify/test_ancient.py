@@ -199,9 +199,10 @@ def test_export_round_trips_the_nomisma_fields_and_uris(cli, ancient, tmp_path: 
         graph.query(
             """
             PREFIX nmo: <http://nomisma.org/ontology#>
-            PREFIX skos: <http://www.w3.org/2004/02/skos/core#>
+            PREFIX dcterms: <http://purl.org/dc/terms/>
             SELECT ?coin ?type ?mint ?authority ?denomination ?material ?start ?note WHERE {
-              ?coin a nmo:NumismaticObject ; nmo:hasTypeSeriesItem ?type ; skos:note ?note .
+              ?coin a nmo:NumismaticObject ; nmo:hasTypeSeriesItem ?type ;
+                    dcterms:description ?note .
               ?type nmo:hasMint ?mint ; nmo:hasAuthority ?authority ;
                     nmo:hasDenomination ?denomination ; nmo:hasMaterial ?material ;
                     nmo:hasStartDate ?start .

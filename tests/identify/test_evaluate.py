@@ -22,6 +22,8 @@ def test_a_labelled_set_keeps_only_some_types_with_all_their_crops() -> None:
         labelled.paths.append(Path(f"{label}/{group}.jpg"))
         labelled.labels.append(label)
         labelled.shas.append(f"sha{group}")
+        labelled.coins.append(f"coin{group}")
+        labelled.units.append(f"lot{group % 2}")
         labelled.keypoint_pictures[group] = f"picture{group}".encode()
         for side in range(sides):
             labelled.crops.append(np.full((4, 4, 3), 10 * group + side, np.uint8))
@@ -31,6 +33,7 @@ def test_a_labelled_set_keeps_only_some_types_with_all_their_crops() -> None:
             labelled.group_of_crop.append(group)
     kept = labelled.only({"2c", "1e"})
     assert kept.labels == ["2c", "2c", "1e"] and kept.shas == ["sha0", "sha2", "sha3"]
+    assert kept.coins == ["coin0", "coin2", "coin3"] and kept.units == ["lot0", "lot0", "lot1"]
     assert kept.groups == [[0], [1, 2], [3]]
     assert [int(c[0, 0, 0]) for c in kept.crops] == [0, 20, 21, 30]
     assert kept.keypoint_crops == [b"crop0.0", b"crop2.0", b"crop2.1", b"crop3.0"]

@@ -5,7 +5,8 @@
   linked to its type (``nmo:hasTypeSeriesItem``), with weight, diameter, die axis and the obverse
   and reverse as ``nmo:hasObverse``/``nmo:hasReverse`` nodes carrying ``foaf:depiction``; each
   type as an ``nmo:TypeSeriesItem`` linking the nomisma.org concepts its record names
-  (authority, mint, denomination, material) and its dates as ``xsd:gYear``.
+  (authority, mint, denomination, material) and its dates as ``xsd:gYear``; what an import
+  kept beside the record (a hoard lot) as ``dcterms:description``.
 - iiif: IIIF Presentation 3 (https://iiif.io/api/presentation/3.0/): a Manifest per specimen with
   one Canvas per side, and a Collection of them all.
 """
@@ -166,10 +167,11 @@ def jsonld_object(record: ExportRecord, links: Links) -> dict[str, Any]:
         node["nmo:hasDiameter"] = _typed(record.diameter_mm, "decimal")
     if record.die_axis is not None:
         node["nmo:hasAxis"] = _typed(record.die_axis, "integer")
-    notes = [record.notes] if record.notes else []
-    notes += [f"{name}: {value}" for name, value in sorted(record.fields.items())]
-    if notes:
-        node["skos:note"] = notes[0] if len(notes) == 1 else notes
+    if record.notes:
+        node["skos:note"] = record.notes
+    recorded = [f"{name}: {value}" for name, value in sorted(record.fields.items())]
+    if recorded:  # what an import kept beside the record ("lot: 1944.100")
+        node["dcterms:description"] = recorded[0] if len(recorded) == 1 else recorded
     for name, prop in (("obverse", "nmo:hasObverse"), ("reverse", "nmo:hasReverse")):
         image = record.side(name)
         if image is not None:

@@ -446,7 +446,7 @@ def calibrate_pretrained(
 
 
 ORIENTATION_COINS = 200  # coins the orientation of the catalogue's photos is measured on
-UPRIGHT_HINT = 0.5  # share from which ``coinlens train`` suggests ``--upright``
+UPRIGHT_HINT = 0.6  # share from which ``coinlens train`` suggests ``--upright``
 
 
 def upright_share(
@@ -456,8 +456,8 @@ def upright_share(
     random) that match the nearest other coin of their type best as photographed rather than
     turned by 90, 180 or 270 degrees, by the untrained backbone read at one orientation. A
     quarter is chance (coins at any angle: trays); museum photos of coins with legends are
-    upright (ans-roman 0.51, euro-studio 0.77, cash coins 0.82; euro-kaa's trays 0.41), which
-    ``TrainConfig.upright`` uses."""
+    upright (measured in training: ans-roman 0.62-0.65, euro-studio 0.92; euro-kaa's trays
+    0.52), which ``TrainConfig.upright`` uses."""
     rng = np.random.default_rng(0)
     rows = np.arange(len(crops))
     if len(rows) > limit:
