@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from ancient import split_sample
 from coinlens.catalog import CoinType, Home, Review, Specimen
 from helpers import free_port
 from reviewable import PASSWORD, copy_home
@@ -339,3 +340,41 @@ def test_an_audit_is_drawn_and_reviewed_coin_by_coin_in_the_browser(server, brow
     with Home.open(home) as opened, opened.catalog.reader() as session:
         reviewed = session.scalars(select(Review.reviewer).where(Review.action == "accept")).all()
     assert reviewed == ["rita", "rita"]
+
+
+def test_an_ancient_coin_keeps_the_levels_a_reviewer_is_sure_of(server, browser, tmp_path) -> None:
+    """An ANS coin of the backlog: its sides, its suggestions and what they agree on (series,
+    authority, mint, denomination); the reviewer ticks two levels and the coin keeps them,
+    still in the queue for its exact type."""
+    url, home = server
+    sample = split_sample(tmp_path)
+    coinlens = [sys.executable, "-m", "coinlens"]
+    subprocess.run([*coinlens, "ingest", str(sample.manifest), "--home", str(home)], check=True,
+                   capture_output=True)  # fmt: skip
+    subprocess.run([*coinlens, "identify", str(sample.backlog), "--sides-from-names", "--home",
+                    str(home)], check=True, capture_output=True)  # fmt: skip
+    with Home.open(home) as opened, opened.catalog.reader() as session:
+        coin = session.scalar(
+            select(Specimen.id).where(Specimen.accession.like("ans-backlog/%")).limit(1)
+        )
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(30_000)
+    _sign_in(page, url, "rita")
+    page.goto(f"{url}/specimens/{coin}")
+    levels = page.eval_on_selector_all(
+        "#partial-attribution tr", "rs => rs.map(r => r.dataset.level)"
+    )
+    assert {"series", "mint"} <= set(levels)
+    ARTEFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTEFACTS / "ancient-coin-page.png"), full_page=True)
+    series = page.input_value("input[name=value_series]")
+    mint = page.input_value("input[name=value_mint]")
+    page.check("#partial-attribution tr[data-level=series] input[name=sure]")
+    page.check("#partial-attribution tr[data-level=mint] input[name=sure]")
+    page.click("#partial-form button[type=submit]")
+    page.wait_for_selector("#accepted-attribution")
+    assert series in page.inner_text("#accepted-attribution")
+    with Home.open(home) as opened, opened.catalog.reader() as session:
+        kept = session.get(Specimen, coin)
+        assert kept.attribution == {"series": series, "mint": mint}
+        assert kept.status == "backlog"

@@ -16,12 +16,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from ancient import SAMPLE, sample_rows, split_sample
 from coinlens.api import create_app
 from coinlens.catalog import CoinType, Home, Specimen
 from coinlens.cli.app import app
 from reviewable import sign_in
 
-SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ans-roman"
 PASSWORD = "correct horse battery"
 
 
@@ -29,31 +29,12 @@ PASSWORD = "correct horse battery"
 def ancient(cli, home: Path, tmp_path: Path) -> dict:
     """Two coins of each type catalogued from the manifest; the third photographed as a backlog
     batch (``<accession>_obv.jpg``, ``_rev.jpg``) and identified."""
-    rows = list(csv.DictReader((SAMPLE / "manifest.csv").open(encoding="utf-8")))
-    coins: dict[str, list[str]] = {}
-    for row in rows:
-        coins.setdefault(row["type_reference"], [])
-        if row["accession"] not in coins[row["type_reference"]]:
-            coins[row["type_reference"]].append(row["accession"])
-    held_back = {accessions[-1] for accessions in coins.values()}
-    catalogue = tmp_path / "ans"
-    shutil.copytree(SAMPLE, catalogue)
-    with (catalogue / "manifest.csv").open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(row for row in rows if row["accession"] not in held_back)
-    batch = tmp_path / "trays" / "ans-backlog"
-    batch.mkdir(parents=True)
-    truth = {}
-    for row in rows:
-        if row["accession"] in held_back:
-            shutil.copy(SAMPLE / row["image"], batch / Path(row["image"]).name)
-            truth[f"ans-backlog/{row['accession']}"] = row
-    ingested = cli("ingest", catalogue / "manifest.csv", "--home", home, "--json")
+    sample = split_sample(tmp_path)
+    ingested = cli("ingest", sample.manifest, "--home", home, "--json")
     assert ingested.exit_code == 0, ingested.stderr
     assert json.loads(ingested.stdout)["ingested"] == 24
     out = tmp_path / "results.jsonl"
-    found = cli("identify", batch, "--sides-from-names", "--home", home, "--out", out)
+    found = cli("identify", sample.backlog, "--sides-from-names", "--home", home, "--out", out)
     assert found.exit_code == 0, found.stderr
     runner = CliRunner()
     for name, role in (("rita", "reviewer"), ("vic", "viewer")):
@@ -65,7 +46,13 @@ def ancient(cli, home: Path, tmp_path: Path) -> dict:
         assert added.exit_code == 0, added.stderr
     tokens = {n: cli("token", "create", n, "--home", home).stdout.strip() for n in ("rita", "vic")}
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    return {"home": home, "records": records, "truth": truth, "tokens": tokens, "batch": batch}
+    return {
+        "home": home,
+        "records": records,
+        "truth": sample.truth,
+        "tokens": tokens,
+        "batch": sample.backlog,
+    }
 
 
 def test_a_nomisma_manifest_is_catalogued_with_its_concepts_and_lots(ancient) -> None:
@@ -174,9 +161,7 @@ def test_export_round_trips_the_nomisma_fields_and_uris(cli, ancient, tmp_path: 
     result = cli("export", "--format", "csv", "--out", out, "--home", home, "--base-url", base)
     assert result.exit_code == 0, result.stderr
     rows = {r["accession"]: r for r in csv.DictReader(out.open(encoding="utf-8"))}
-    manifest = {
-        r["accession"]: r for r in csv.DictReader((SAMPLE / "manifest.csv").open(encoding="utf-8"))
-    }
+    manifest = {r["accession"]: r for r in sample_rows()}
     assert len(rows) == 12
     for accession, row in rows.items():
         given = manifest[accession]
@@ -230,7 +215,7 @@ def _eval(cli, home: Path, references: Path, out: Path, *extra: str) -> dict:
 
 def test_eval_leaves_out_whole_coins_and_whole_lots(cli, tmp_path: Path) -> None:
     home = tmp_path / "home"  # eval reads no catalogue: one engine is enough
-    rows = list(csv.DictReader((SAMPLE / "manifest.csv").open(encoding="utf-8")))
+    rows = sample_rows()
     # a type known from one coin only: nothing of its type is left once its coin is left out
     solo = rows[0]["accession"]
     folder = tmp_path / "coins"
