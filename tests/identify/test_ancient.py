@@ -210,7 +210,10 @@ def _eval(cli, home: Path, references: Path, out: Path, *extra: str) -> dict:
     result = cli("eval", "--home", home, "--references", references, "--leave-one-out",
                  "--no-verify", "--json", out, *extra)  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    return json.loads(out.read_text())
+    summary = json.loads(out.read_text())
+    if len(summary["by_series"]) > 1:  # each series' figures printed too
+        assert "by series" in result.stdout
+    return summary
 
 
 def test_eval_leaves_out_whole_coins_and_whole_lots(cli, tmp_path: Path) -> None:

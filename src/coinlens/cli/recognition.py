@@ -612,7 +612,30 @@ def print_eval(summary: dict[str, Any]) -> None:
         flat[f"types not in the references ({unknown['n']}): flagged new"] = unknown["flagged_new"]
         flat["  ... of those auto-accepted (as a wrong type)"] = unknown["auto_accepted"]
     _print_mapping("evaluation", flat)
+    print_series(summary.get("by_series") or {})
     print_weak_types(summary["per_type"])
+
+
+def print_series(by_series: dict[str, dict[str, Any]]) -> None:
+    """Top-1 and auto-accept per series, where the queries span more than one: a promised
+    precision must hold in each."""
+    from coinlens.identify.evaluate import share_text
+
+    if len(by_series) < 2:
+        return
+    table = Table(title="by series", caption="auto-accepted: share of the series' queries")
+    for column in ("series", "queries", "top-1", "auto-accepted", "right"):
+        table.add_column(column, no_wrap=column != "series")
+    for series, row in by_series.items():
+        accepted = row["auto_accept"]
+        table.add_row(
+            series,
+            str(row["n_queries"]),
+            share_text(row["top1"]),
+            share_text(accepted["coverage"]),
+            share_text(accepted["precision"]),
+        )
+    out.print(table)
 
 
 def coin_rows(per_coin: dict[str, Any] | None) -> dict[str, str]:
