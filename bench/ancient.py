@@ -115,33 +115,15 @@ def main() -> None:
         header, rows = list(reader.fieldnames or []), list(reader)
     chosen = splits(rows)
     work = args.work
-    manifests = {
-        "all": write_manifest(work / "all.csv", header, rows, data),
-        "known_train": write_manifest(
-            work / "known_train.csv",
-            header,
-            [r for r in rows if r["accession"] not in chosen["known_test"]],
-            data,
-        ),
-        "known_test": write_manifest(
-            work / "known_test.csv",
-            header,
-            [r for r in rows if r["accession"] in chosen["known_test"]],
-            data,
-        ),
-        "new_train": write_manifest(
-            work / "new_train.csv",
-            header,
-            [r for r in rows if r["accession"] not in chosen["new_types"]],
-            data,
-        ),
-        "new_test": write_manifest(
-            work / "new_test.csv",
-            header,
-            [r for r in rows if r["accession"] in chosen["new_types"]],
-            data,
-        ),
-    }
+    manifests = {"all": write_manifest(work / "all.csv", header, rows, data)}
+    for split, chosen_coins in (("known", chosen["known_test"]), ("new", chosen["new_types"])):
+        for part, wanted in (("train", False), ("test", True)):
+            manifests[f"{split}_{part}"] = write_manifest(
+                work / f"{split}_{part}.csv",
+                header,
+                [r for r in rows if (r["accession"] in chosen_coins) == wanted],
+                data,
+            )
     report: dict = {
         "train_args": args.train_args,
         "known_test_coins": len(chosen["known_test"]),

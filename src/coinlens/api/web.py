@@ -490,8 +490,17 @@ async def partial_form(
     if not sure:
         return _back_to(path, "tick the levels you are sure of", back)
     body = ReviewRequest(action="partial", attribution=attribution, version=version)
+    return await run_in_threadpool(_reviewed_here, request, specimen_id, user.name, body, back)
+
+
+def _reviewed_here(
+    request: Request, specimen_id: int, reviewer: str, body: ReviewRequest, back: str | None
+) -> Response:
+    """Apply a review from the coin's page and come back to it with the "Saved" notice; a
+    refusal (400, 409) comes back as the page's message."""
+    path = f"/specimens/{specimen_id}"
     try:
-        state = await run_in_threadpool(apply_review, request, specimen_id, user.name, body)
+        state = apply_review(request, specimen_id, reviewer, body)
     except HTTPException as exc:
         if exc.status_code in (400, 409):
             return _back_to(path, exc.detail, back)
@@ -540,14 +549,7 @@ def reattribute_form(
             },
         )
     body = ReviewRequest(action="reattribute", type_id=chosen.id, version=version, comment=reason)
-    try:
-        state = apply_review(request, specimen_id, user.name, body)
-    except HTTPException as exc:
-        if exc.status_code in (400, 409):
-            return _back_to(path, exc.detail, back)
-        raise
-    query = urlencode({"done": state["review_id"], **({"back": back} if back else {})})
-    return RedirectResponse(f"{path}?{query}", status_code=303)
+    return _reviewed_here(request, specimen_id, user.name, body, back)
 
 
 @pages.get("/reviews", response_class=HTMLResponse)

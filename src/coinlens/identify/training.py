@@ -455,9 +455,8 @@ def upright_share(
     """How upright the catalogue's photos are: the share of coins (at most ``limit``, drawn at
     random) that match the nearest other coin of their type best as photographed rather than
     turned by 90, 180 or 270 degrees, by the untrained backbone read at one orientation. A
-    quarter is chance (coins at any angle: trays); museum photos of coins with legends are
-    upright (measured in training: ans-roman 0.62-0.65, euro-studio 0.92; euro-kaa's trays
-    0.52), which ``TrainConfig.upright`` uses."""
+    quarter is chance (coins at any angle: trays); museum photos of coins with legends score
+    higher (``TrainConfig.upright``; figures in docs/experiments/ancient.md)."""
     rng = np.random.default_rng(0)
     rows = np.arange(len(crops))
     if len(rows) > limit:

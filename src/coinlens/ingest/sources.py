@@ -165,8 +165,8 @@ def side_from_name(stem: str) -> tuple[str, str] | None:
     match = SIDE_IN_NAME.match(stem)
     if match is None:
         return None
-    side = "obverse" if match["side"].lower().startswith("o") else "reverse"
-    return match["coin"], side
+    side = match["side"].lower()
+    return match["coin"], SIDE_WORDS.get(side, side)
 
 
 def _labelled_item(
