@@ -90,7 +90,7 @@ def test_review_in_the_browser(server, browser) -> None:
     first_id = int(rows.first.get_attribute("data-specimen"))
     rows.first.locator("a").click()
     page.wait_for_url(lambda current: f"/specimens/{first_id}?" in current)
-    suggested = page.inner_text("#suggestions tr[data-rank='1'] b")
+    suggested = page.inner_text("#suggestions [data-rank='1'] b")
     ARTEFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTEFACTS / "specimen-page.png"), full_page=True)
     page.keyboard.press("1")

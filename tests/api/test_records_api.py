@@ -156,7 +156,9 @@ def test_a_curator_completes_the_record_of_a_type_added_in_review(site) -> None:
 
     # the type page: the form for reviewers, with the record's history
     sign_in(site.client, "rita")
-    page = site.client.get(f"/types/{added['type_id']}")
+    shown = site.client.get(f"/types/{added['type_id']}")  # read-only until "edit"
+    assert 'id="type-record-form"' not in shown.text and 'id="edit-type"' in shown.text
+    page = site.client.get(f"/types/{added['type_id']}?edit=1")
     assert 'id="type-record-form"' in page.text and 'id="type-history"' in page.text
     form = {"csrf_token": _csrf(page.text), "version": str(detail["version"])}
     refused = site.client.post(

@@ -141,3 +141,73 @@ def session_principal(catalog: Catalog, secret: str) -> Principal | None:
 def end_session(catalog: Catalog, secret: str) -> None:
     with catalog.session() as session:
         session.execute(delete(WebSession).where(WebSession.session_hash == _digest(secret)))
+
+
+def _active_admins(session, other_than: int) -> int:
+    return len(
+        session.scalars(
+            select(User.id).where(User.role == "admin", User.active, User.id != other_than)
+        ).all()
+    )
+
+
+def change_user(
+    catalog: Catalog, name: str, *, role: str | None = None, active: bool | None = None
+) -> dict[str, object]:
+    """Give user ``name`` another role, or disable (``active`` False) or enable them. A
+    disabled user's sessions and tokens stop working at once; the last active admin cannot be
+    demoted or disabled, so that someone can always manage the users."""
+    if role is not None and role not in ROLES:
+        raise AccountError(f"role {role!r}: use one of {', '.join(ROLES)}")
+    with catalog.session() as session:
+        user = session.scalar(select(User).where(User.name == name))
+        if user is None:
+            raise AccountError(f"user {name} does not exist")
+        losing_admin = (
+            user.role == "admin"
+            and user.active
+            and ((role is not None and role != "admin") or active is False)
+        )
+        if losing_admin and _active_admins(session, user.id) == 0:
+            raise AccountError(f"{name} is the last active admin: make another admin first")
+        if role is not None:
+            user.role = role
+        if active is not None:
+            user.active = active
+            if not active:
+                session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+        return {"id": user.id, "name": user.name, "role": user.role, "active": user.active}
+
+
+def list_tokens(catalog: Catalog) -> list[dict[str, object]]:
+    """Every bearer token (never its secret): whose, its label, when made, used and ending."""
+    with catalog.reader() as session:
+        rows = session.execute(
+            select(ApiToken, User.name)
+            .join(User, User.id == ApiToken.user_id)
+            .order_by(User.name, ApiToken.id)
+        ).all()
+        now = utcnow()
+        return [
+            {
+                "id": token.id,
+                "user": user,
+                "label": token.label,
+                "created_at": token.created_at,
+                "last_used_at": token.last_used_at,
+                "expires_at": token.expires_at,
+                "expired": token.expires_at is not None and _aware(token.expires_at) <= now,
+            }
+            for token, user in rows
+        ]
+
+
+def revoke_token(catalog: Catalog, token_id: int) -> str:
+    """Delete a bearer token: calls with it are refused from now on. Returns whose it was."""
+    with catalog.session() as session:
+        token = session.get(ApiToken, token_id)
+        if token is None:
+            raise AccountError(f"token {token_id} does not exist")
+        owner = token.user.name
+        session.delete(token)
+        return owner

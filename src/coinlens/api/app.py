@@ -18,8 +18,10 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coinlens import __version__
+from coinlens.api.accounts import session_principal
+from coinlens.api.browse import browse_pages, search_refused
 from coinlens.api.rest import manifest_for, router
-from coinlens.api.security import LoginRequired, Reader
+from coinlens.api.security import SESSION_COOKIE, LoginRequired, Reader
 from coinlens.api.web import pages, render
 from coinlens.catalog import Home
 from coinlens.identify.service import Identifier
@@ -51,6 +53,18 @@ def create_app(home: Home, *, identifier: Identifier | None = None) -> FastAPI:
         length = request.headers.get("content-length")
         limit = 2 * home.settings.max_upload_bytes + UPLOAD_OVERHEAD
         if length and length.isdigit() and int(length) > limit:
+            if request.url.path == "/search":  # the visual search page says so on the page
+                cookie = request.cookies.get(SESSION_COOKIE)
+                user = session_principal(home.catalog, cookie) if cookie else None
+                response = search_refused(
+                    request,
+                    user,
+                    f"the upload of {int(length) / 1e6:,.0f} MB is larger than "
+                    f"{limit / 1e6:,.0f} MB: choose a smaller photo",
+                    413,
+                )
+                response.headers["Connection"] = "close"
+                return response
             return JSONResponse(
                 {"error": f"request body of {int(length):,} bytes exceeds {limit:,}"},
                 status_code=413,
@@ -118,6 +132,7 @@ def create_app(home: Home, *, identifier: Identifier | None = None) -> FastAPI:
         return {"ok": True, "version": __version__}
 
     app.include_router(router)
+    app.include_router(browse_pages)
     app.include_router(pages)
     return app
 

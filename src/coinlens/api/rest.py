@@ -21,7 +21,7 @@ from coinlens.api.security import Admin, Reader, Reviewer
 from coinlens.catalog import ROLES, SIDES, Specimen, catalog_counts
 from coinlens.export import export_records
 from coinlens.export.writers import Links, csv_chunks, iiif_collection, iiif_manifest, jsonld_chunks
-from coinlens.identify.service import NoReferences, coins_in_photo
+from coinlens.identify.service import NoReferences, QueryCoin, coins_in_photo
 from coinlens.review import (
     QueueFilter,
     RecordRefused,
@@ -106,25 +106,34 @@ async def identify(
     Nothing is stored unless ``store=true`` (which needs the reviewer role); the content type is
     read from the bytes, never from the file name.
     """
-    settings = _home(request).settings
+    if store and not principal.can("reviewer"):
+        raise HTTPException(403, f"{principal.name} is a {principal.role}; storing needs reviewer")
+    uploads = await read_uploads(images, sides, _home(request).settings.max_upload_bytes)
+    # Decoding, embedding and matching take a CPU for a while: off the event loop.
+    return await run_in_threadpool(
+        identify_uploads, request, uploads, store, top_k, batch, principal.name
+    )
+
+
+async def read_uploads(
+    images: list[UploadFile], sides: list[str] | None, limit: int
+) -> list[Upload]:
+    """One or two uploaded photos with their sides, each refused (413) past ``limit`` bytes;
+    400 for a wrong count or side."""
     if not 1 <= len(images) <= MAX_UPLOADS:
         raise HTTPException(400, f"send one or two images, not {len(images)}")
     sides = sides or ["unknown"] * len(images)
     if len(sides) != len(images) or any(side not in SIDES for side in sides):
         raise HTTPException(400, f"sides: one of {', '.join(SIDES)} per image")
-    if store and not principal.can("reviewer"):
-        raise HTTPException(403, f"{principal.name} is a {principal.role}; storing needs reviewer")
-    uploads = [
+    return [
         Upload(
             name=_name(upload),
             label=(upload.filename or "image")[:200],
-            data=await read_upload(upload, settings.max_upload_bytes),
+            data=await read_upload(upload, limit),
             side=side,
         )
         for upload, side in zip(images, sides, strict=True)
     ]
-    # Decoding, embedding and matching take a CPU for a while: off the event loop.
-    return await run_in_threadpool(_identify, request, uploads, store, top_k, batch, principal.name)
 
 
 @dataclass(frozen=True)
@@ -135,7 +144,7 @@ class Upload:
     side: str
 
 
-def _identify(
+def identify_uploads(
     request: Request,
     uploads: list[Upload],
     store: bool,
@@ -143,6 +152,21 @@ def _identify(
     batch: str | None,
     who: str,
 ) -> dict[str, Any]:
+    """Suggestions for the coin the uploads show (nothing stored unless ``store``), as
+    ``POST /api/v1/identify`` answers; 415 for what is not a picture, 409 with no references."""
+    return identify_with_crops(request, uploads, store, top_k, batch, who)[0]
+
+
+def identify_with_crops(
+    request: Request,
+    uploads: list[Upload],
+    store: bool,
+    top_k: int,
+    batch: str | None,
+    who: str,
+) -> tuple[dict[str, Any], list[QueryCoin]]:
+    """``identify_uploads``'s answer and the coin sides it was made from (their crops, for the
+    visual search page)."""
     settings = _home(request).settings
     coins = []
     for upload in uploads:
@@ -161,7 +185,7 @@ def _identify(
         raise HTTPException(409, str(exc)) from None
     result["stored"] = store
     result["sides"] = [coin.side for coin in coins]
-    return result
+    return result, coins
 
 
 def _store_and_identify(

@@ -44,7 +44,8 @@ from coinlens.api.security import (
     same,
 )
 from coinlens.catalog import ATTRIBUTION_LEVELS, DECISIONS, Specimen
-from coinlens.identify.scoring import confidence_text
+from coinlens.export.writers import years_text
+from coinlens.identify.scoring import confidence_meaning, confidence_text
 from coinlens.identify.shift import SIGNAL_WORDS
 from coinlens.review import (
     SPECIMEN_RECORD_FIELDS,
@@ -66,12 +67,15 @@ from coinlens.review import (
 )
 from coinlens.review.actions import ACTIONS
 from coinlens.review.audit import BatchNotFound, audit_status, batch_hold, next_audit_coin
+from coinlens.review.browse import SpecimenFilter, list_specimens
 from coinlens.review.details import specimen_detail, type_by_reference, type_detail
 from coinlens.review.queue import QueueError, batches, cursor_of
 from coinlens.review.sides import OTHER_SIDE
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters["confidence"] = lambda score: confidence_text(score, 3)
+TEMPLATES.env.filters["meaning"] = confidence_meaning
+TEMPLATES.env.globals["years_text"] = years_text
 pages = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
 
@@ -87,13 +91,8 @@ def _safe_next(target: str | None) -> str:
     return "/queue"
 
 
-@pages.get("/", response_class=HTMLResponse)
-def root() -> Response:
-    return RedirectResponse("/queue", status_code=303)
-
-
 @pages.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, next: str = "/queue", error: str | None = None) -> Response:
+def login_page(request: Request, next: str = "/", error: str | None = None) -> Response:
     token = secrets.token_urlsafe(24)
     response = render(
         request,
@@ -111,7 +110,7 @@ def login(
     name: Annotated[str, Form(max_length=255)],
     password: Annotated[str, Form(max_length=1024)],
     csrf_token: Annotated[str, Form(max_length=128)] = "",
-    next: Annotated[str, Form(max_length=2048)] = "/queue",
+    next: Annotated[str, Form(max_length=2048)] = "/",
 ) -> Response:
     if not same(csrf_token, request.cookies.get(LOGIN_CSRF_COOKIE)):
         raise HTTPException(403, "the sign-in form has expired; reload it")
@@ -897,10 +896,24 @@ def audit_next_form(
 
 
 @pages.get("/types/{type_id}", response_class=HTMLResponse)
-def type_page(request: Request, type_id: int, user: PageReader) -> Response:
+def type_page(
+    request: Request,
+    type_id: int,
+    user: PageReader,
+    after: str | None = Query(None, max_length=255),
+    edit: bool = False,
+) -> Response:
+    """A type: its record (read-only until "edit"), its backlog, and all its catalogued coins
+    with both sides, paged (``after``: the last accession seen)."""
     params = request.query_params
     return _type_page(
-        request, user, type_id, message=params.get("message"), notice=params.get("notice")
+        request,
+        user,
+        type_id,
+        message=params.get("message"),
+        notice=params.get("notice"),
+        after=after,
+        edit=edit,
     )
 
 
@@ -913,12 +926,18 @@ def _type_page(
     notice: str | None = None,
     typed: dict[str, Any] | None = None,
     status: int = 200,
+    after: str | None = None,
+    edit: bool = False,
 ) -> Response:
-    """The type page; ``typed`` as for ``_specimen_page``."""
+    """The type page; ``typed`` as for ``_specimen_page`` (the record opens for editing)."""
     with request.app.state.home.catalog.reader() as session:
         detail = type_detail(session, type_id)
-    if detail is None:
-        raise HTTPException(404, f"type {type_id} does not exist")
+        if detail is None:
+            raise HTTPException(404, f"type {type_id} does not exist")
+        coins = list_specimens(
+            session, SpecimenFilter(type_id=type_id, status="catalogued"), after=after, limit=24
+        )
+    next_url = f"/types/{type_id}?{urlencode({'after': coins['next']})}" if coins["next"] else None
     return render(
         request,
         "type.html",
@@ -926,12 +945,34 @@ def _type_page(
             "user": user,
             "t": {**detail, **(typed or {})},
             "fields": TYPE_RECORD_FIELDS,
+            "labels": TYPE_LABELS,
             "can_review": user.can("reviewer"),
+            "editing": user.can("reviewer") and (edit or typed is not None),
+            "coins": coins["items"],
+            "next_url": next_url,
+            "first_page": after is None,
             "message": message,
             "notice": notice,
         },
         status,
     )
+
+
+# a type record's fields in words
+TYPE_LABELS = {
+    "uri": "Type URI",
+    "authority": "Authority",
+    "authority_uri": "Authority (nomisma)",
+    "mint": "Mint",
+    "mint_uri": "Mint (nomisma)",
+    "denomination": "Denomination",
+    "denomination_uri": "Denomination (nomisma)",
+    "date_from": "From (year)",
+    "date_to": "To (year)",
+    "material": "Material",
+    "material_uri": "Material (nomisma)",
+    "description": "Description",
+}
 
 
 @pages.post("/types/{type_id}/record")

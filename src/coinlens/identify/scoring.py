@@ -358,6 +358,20 @@ def confidence_text(score: float, places: int = 2) -> str:
     return text
 
 
+def confidence_meaning(score: float) -> str:
+    """What a calibrated confidence says, in words: of the held-out coins that were given it,
+    about that share were of the suggested type."""
+    if score >= 0.995:
+        return (
+            "almost certainly this type: held-out coins given this confidence were all or "
+            "nearly all of it"
+        )
+    share = max(0, min(100, round(score * 100)))
+    if share == 0:
+        return "very unlikely: held-out coins given this confidence were nearly never this type"
+    return f"about {share} in 100 held-out coins given this confidence were this type"
+
+
 def _apart(value: float, bound: float) -> tuple[str, str]:
     """Two numbers printed with enough decimals (3 to 6) that they do not read as equal."""
     for places in range(3, 7):

@@ -3,6 +3,7 @@ and the types to choose from."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -196,6 +197,16 @@ def specimen_detail(session: Session, specimen_id: int) -> dict[str, Any] | None
             "score": s.score,
             "similarity": (s.evidence or {}).get("similarity"),
             "decision": s.decision,
+            # up to 8 coins of the type, both sides: the ones that matched first
+            "references": reference_coins(
+                session,
+                s.type_id,
+                [
+                    evidence[i].specimen_id
+                    for i in (s.evidence or {}).get("images", [])
+                    if i in evidence
+                ],
+            ),
             "evidence": [
                 {
                     **image_dict(evidence[i]),
@@ -299,3 +310,66 @@ def auto_accept_floor(session: Session, type_id: int) -> dict[str, Any] | None:
 
 def type_by_reference(session: Session, reference: str) -> CoinType | None:
     return session.scalar(select(CoinType).where(CoinType.reference == reference.strip()))
+
+
+def side_thumbnails(session: Session, specimen_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Each specimen's first image of every side it shows (obverse first), for lists."""
+    order = {"obverse": 0, "both": 1, "reverse": 2, "unknown": 3}
+    found: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for row in session.execute(
+        select(Image.id, Image.specimen_id, Image.side, Image.thumbnail_key, Image.crop, Image.key)
+        .where(Image.specimen_id.in_(specimen_ids))
+        .order_by(Image.id)
+    ):
+        crop = (row.crop or {}).get("key") or row.key
+        found[row.specimen_id].setdefault(
+            row.side,
+            {
+                "image_id": row.id,
+                "side": row.side,
+                "thumbnail_key": row.thumbnail_key,
+                "crop_key": crop,
+            },
+        )
+    return {
+        sid: sorted(sides.values(), key=lambda i: order.get(i["side"], 9))
+        for sid, sides in found.items()
+    }
+
+
+def reference_coins(
+    session: Session, type_id: int, first: list[int] | None = None, limit: int = 8
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` catalogued coins of a type, each with every side it shows: the coins in
+    ``first`` (a suggestion's evidence) first, in that order, then the others by accession."""
+    first = list(dict.fromkeys(first or []))
+    chosen = list(
+        session.scalars(
+            select(Specimen.id).where(
+                Specimen.id.in_(first), Specimen.type_id == type_id, Specimen.status == "catalogued"
+            )
+        )
+    )
+    chosen = [i for i in first if i in set(chosen)][:limit]
+    if len(chosen) < limit:
+        chosen += session.scalars(
+            select(Specimen.id)
+            .where(
+                Specimen.type_id == type_id,
+                Specimen.status == "catalogued",
+                Specimen.id.not_in(chosen or [-1]),
+            )
+            .order_by(Specimen.accession)
+            .limit(limit - len(chosen))
+        ).all()
+    accessions = dict(
+        session.execute(select(Specimen.id, Specimen.accession).where(Specimen.id.in_(chosen)))
+        .tuples()
+        .all()
+    )
+    sides = side_thumbnails(session, chosen)
+    return [
+        {"specimen_id": i, "accession": accessions[i], "sides": sides.get(i, [])}
+        for i in chosen
+        if i in accessions
+    ]
