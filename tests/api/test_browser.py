@@ -161,7 +161,7 @@ def test_a_tray_coin_page_reads_at_any_width_and_steps_to_its_neighbours(
     page.fill("input[name=name]", "vic")
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_url(f"{url}/queue")
+    page.wait_for_url(f"{url}/")
     for width in (1280, 760, 420):
         page.set_viewport_size({"width": width, "height": 900})
         page.goto(f"{url}/specimens/{coins[0]}")
@@ -187,7 +187,7 @@ def _sign_in(page, url: str, name: str) -> None:
     page.fill("input[name=name]", name)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_url(f"{url}/queue")
+    page.wait_for_url(f"{url}/")  # the dashboard
 
 
 def _shown_id(page) -> int:
@@ -378,3 +378,150 @@ def test_an_ancient_coin_keeps_the_levels_a_reviewer_is_sure_of(server, browser,
         kept = session.get(Specimen, coin)
         assert kept.attribution == {"series": series, "mint": mint}
         assert kept.status == "backlog"
+
+
+def _cut_network(page, url: str) -> list[str]:
+    """Every request outside the server is refused and recorded: the pages work offline."""
+    outside: list[str] = []
+
+    def only_here(route) -> None:
+        if route.request.url.startswith((url, "data:")):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_here)
+    return outside
+
+
+def test_the_curators_pages_in_the_browser_with_the_network_cut(
+    server, browser, reviewable_template
+) -> None:
+    url, _ = server
+    rita = {"Authorization": f"Bearer {reviewable_template.tokens['rita']}"}
+    queue = httpx.get(f"{url}/api/v1/queue", headers=rita).json()["items"]
+    hostile = "<img src=x onerror=alert(1)> ' OR 1=1 --"
+    renamed = httpx.post(
+        f"{url}/api/v1/specimens/{queue[0]['id']}/review",
+        json={
+            "action": "correct",
+            "type": hostile,
+            "add_type": True,
+            "version": queue[0]["version"],
+        },
+        headers=rita,
+    )
+    assert renamed.status_code == 200
+    ARTEFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    page.set_default_timeout(30_000)
+    outside = _cut_network(page, url)
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    _sign_in(page, url, "rita")
+
+    # the dashboard is the page after signing in
+    assert page.locator("#batches [data-batch='batch-a']").count() == 1
+    assert page.locator("#reviews-per-day tr[data-reviewer='rita']").count() == 1
+    assert "held-out" in page.inner_text("#model")
+    page.screenshot(path=str(ARTEFACTS / "dashboard.png"), full_page=True)
+
+    # catalogue search: metacharacters are text, shown as typed, nothing runs
+    page.goto(f"{url}/types")
+    page.fill("#type-q", hostile)
+    page.click("#type-filters button[type=submit]")
+    page.wait_for_url(lambda current: "q=" in current)
+    rows = page.locator("#types tbody tr")
+    assert rows.count() == 1 and rows.first.locator("td b").inner_text() == hostile
+    page.goto(f"{url}/specimens?status=catalogued")
+    page.fill("#specimen-q", hostile)
+    page.click("#specimen-filters button[type=submit]")
+    page.wait_for_url(lambda current: "q=" in current)
+    assert page.locator("#specimens tbody tr").count() == 1
+    assert dialogs == []
+
+    # evidence: up to 8 reference coins per type, and the compare view
+    coin = next((c for c in queue[1:] if c["decision"] == "auto_accept"), queue[1])
+    page.goto(f"{url}/specimens/{coin['id']}")
+    first = page.locator("#suggestions [data-rank='1']")
+    assert 0 < first.locator(".ref").count() <= 8
+    assert "held-out coins given this confidence" in first.locator(".meaning").inner_text()
+    first.locator(".ref a[href*='/compare?']").first.click()
+    page.wait_for_url(lambda current: "/compare?" in current)
+    page.wait_for_selector("#alignment")
+    assert page.locator("#compare img").count() == 2
+    page.screenshot(path=str(ARTEFACTS / "compare-view.png"), full_page=True)
+
+    # visual search with a real photo finds its type; a PDF named .jpg gets a message
+    photo = sorted(
+        (Path(__file__).resolve().parents[2] / "examples/euro-coins/backlog/2e").glob("*.jpg")
+    )[-1]
+    page.goto(f"{url}/search")
+    page.set_input_files("#photo-1", str(photo))
+    page.click("#search-button")
+    page.wait_for_selector("#results")
+    assert page.inner_text("#search-suggestions [data-rank='1'] b") == "2e"
+    page.screenshot(path=str(ARTEFACTS / "search-result.png"), full_page=True)
+    page.goto(f"{url}/search")
+    page.set_input_files(
+        "#photo-1",
+        files=[{"name": "coin.jpg", "mimeType": "image/jpeg", "buffer": b"%PDF-1.7 x" * 50}],
+    )
+    page.click("#search-button")
+    page.wait_for_selector("#message")
+    assert "not an image" in page.inner_text("#message")
+    assert outside == [] and dialogs == []
+
+
+def test_a_phone_shows_the_coin_and_its_first_suggestion_on_one_screen(server, browser) -> None:
+    url, home = server
+    with Home.open(home) as opened, opened.catalog.reader() as session:
+        coin = session.scalar(
+            select(Specimen.id).where(Specimen.status == "backlog").order_by(Specimen.id)
+        )
+    phone = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+    )
+    page = phone.new_page()
+    page.set_default_timeout(30_000)
+    _sign_in(page, url, "rita")
+    page.goto(f"{url}/specimens/{coin}")
+    page.wait_for_function(
+        "[...document.querySelectorAll('.coin-side img')].every(i => i.naturalWidth > 0)"
+    )
+    side = page.locator(".coin-side img").first.bounding_box()
+    first = page.locator("#suggestions [data-rank='1']").bounding_box()
+    assert side["y"] + side["height"] <= 844 and first["y"] < 844 - 60, (side, first)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    for button in page.locator("main button:visible").all():
+        assert button.bounding_box()["height"] >= 44, button.inner_text()
+    ARTEFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTEFACTS / "phone-coin-page.png"))
+    # tables become lists that fit the screen
+    for address in ("/queue", "/specimens", "/types", "/"):
+        page.goto(f"{url}{address}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, address
+    page.goto(f"{url}/queue")
+    assert (
+        page.evaluate("getComputedStyle(document.querySelector('#queue tbody tr')).display")
+        == "block"
+    )
+    phone.close()
+
+
+def test_a_viewer_sees_no_admin_or_write_controls_in_the_browser(server, browser) -> None:
+    url, home = server
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    page.set_default_timeout(30_000)
+    _sign_in(page, url, "vic")
+    assert page.locator("#admin-users").count() == 0
+    with Home.open(home) as opened, opened.catalog.reader() as session:
+        coin = session.scalar(select(Specimen.id).where(Specimen.status == "backlog"))
+    page.goto(f"{url}/specimens/{coin}")
+    assert page.locator("main form[method=post]").count() == 0
+    response = page.goto(f"{url}/admin/users")
+    assert response.status == 403

@@ -156,6 +156,8 @@ class Specimen(Base):
         Index("ix_specimen_queue", "status", "suggestion_score", "id"),
         Index("ix_specimen_queue_margin", "status", "suggestion_margin", "id"),
         Index("ix_specimen_queue_counts", "status", "batch", "decision"),
+        Index("ix_specimen_status_accession", "status", "accession"),
+        Index("ix_specimen_batch_accession", "batch", "accession"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -359,17 +359,14 @@ def confidence_text(score: float, places: int = 2) -> str:
 
 
 def confidence_meaning(score: float) -> str:
-    """What a calibrated confidence says, in words: of the held-out coins that were given it,
-    about that share were of the suggested type."""
+    """What a calibrated confidence says, in words: of the coins held out from training that
+    were given it, about that share were of the suggested type."""
+    share = round(score * 100)
     if score >= 0.995:
-        return (
-            "almost certainly this type: held-out coins given this confidence were all or "
-            "nearly all of it"
-        )
-    share = max(0, min(100, round(score * 100)))
-    if share == 0:
-        return "very unlikely: held-out coins given this confidence were nearly never this type"
-    return f"about {share} in 100 held-out coins given this confidence were this type"
+        return "nearly all held-out coins given this confidence were of the suggested type"
+    if share < 1:
+        return "held-out coins given this confidence were nearly never of the suggested type"
+    return f"about {share} in 100 held-out coins given this confidence were of the suggested type"
 
 
 def _apart(value: float, bound: float) -> tuple[str, str]:

@@ -90,7 +90,11 @@ def compare_crops(query: bytes, reference: bytes) -> Comparison:
         query_jpeg=_jpeg(q_image),
         reference_jpeg=_jpeg(r_image),
         aligned_jpeg=aligned,
-        matches_jpeg=_jpeg(_draw_matches(q_image, r_image, pairs[:DRAWN_MATCHES])),
+        # the agreeing matches, where they are enough to align: a few chance agreements drawn
+        # as lines would read as evidence
+        matches_jpeg=_jpeg(
+            _draw_matches(q_image, r_image, pairs[:DRAWN_MATCHES] if aligned else [])
+        ),
         matches=matched,
         inliers=inliers,
         rotation_degrees=rotation,
