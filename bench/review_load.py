@@ -1,11 +1,14 @@
-"""Review-server load: queue pages and ``/api/v1/identify`` under 10 concurrent clients.
+"""Review-server load: queue, catalogue and dashboard pages and identification under load.
 
 Builds a home with the bundled sample's references (real images) and 100,000 synthetic backlog
 specimens with suggestions (rows only, sharing real thumbnails), starts ``coinlens serve`` on
 127.0.0.1, and measures latency (p50/p95) and throughput of:
 - the queue page (HTML, signed in) first page and filtered by batch and decision;
 - deep queue pages through ``/api/v1/queue`` cursors (page 1,000 costs what page 1 costs);
-- ``POST /api/v1/identify`` with real coin photos (nothing stored).
+- the catalogue: ``/types`` (all, by waiting coins, searched), ``/specimens`` page 1 and page
+  1,000 of the backlog and a search, and the dashboard ``/``;
+- ``POST /api/v1/identify`` with real coin photos (nothing stored);
+- visual search (``POST /search``, the results page) one photo at a time, warm server.
 
 Prints and writes JSON (``bench/results/review_load.json``). Usage:
 ``python bench/review_load.py [--specimens 100000] [--clients 10] [--requests 20]``
@@ -143,6 +146,33 @@ async def run_load(url: str, token: str, args, photos: list[bytes]) -> dict[str,
         results["api_queue_deep_page"] = await load(args.clients, args.requests, deep_page)
         results["api_queue_deep_page"]["page_number"] = len(cursors)
 
+        # the catalogue pages and the dashboard (HTML, signed in)
+        async def types_page(c: int, n: int) -> httpx.Response:
+            return await http.get("/types" if (c + n) % 2 else "/types?sort=waiting")
+
+        async def types_search(c: int, n: int) -> httpx.Response:
+            return await http.get(f"/types?q={['2e', 'c', 'euro', '50'][(c + n) % 4]}")
+
+        async def specimens_first(_c: int, _n: int) -> httpx.Response:
+            return await http.get("/specimens?status=backlog")
+
+        async def specimens_deep(c: int, n: int) -> httpx.Response:
+            after = f"synthetic/{(49_999 + 50 * ((c + n) % 20)) % args.specimens:07d}"
+            return await http.get("/specimens", params={"status": "backlog", "after": after})
+
+        async def specimens_search(c: int, n: int) -> httpx.Response:
+            return await http.get(f"/specimens?q=synthetic/00{(c * args.requests + n) % 100:02d}")
+
+        async def dashboard(_c: int, _n: int) -> httpx.Response:
+            return await http.get("/")
+
+        results["types_page"] = await load(args.clients, args.requests, types_page)
+        results["types_search"] = await load(args.clients, args.requests, types_search)
+        results["specimens_page_1"] = await load(args.clients, args.requests, specimens_first)
+        results["specimens_page_1000"] = await load(args.clients, args.requests, specimens_deep)
+        results["specimens_search"] = await load(args.clients, args.requests, specimens_search)
+        results["dashboard"] = await load(args.clients, args.requests, dashboard)
+
         await http.post(  # warm-up: loads the model and the index once
             "/api/v1/identify", files={"images": ("w.jpg", photos[0])}, headers=auth
         )
@@ -154,6 +184,18 @@ async def run_load(url: str, token: str, args, photos: list[bytes]) -> dict[str,
             )
 
         results["identify"] = await load(args.clients, args.identify_requests, identify)
+
+        # visual search: one curator's photo at a time, the results page with its references
+        form = await http.get("/search")
+        csrf = form.text.split('name="csrf_token" value="')[1].split('"')[0]
+
+        async def visual_search(_c: int, n: int) -> httpx.Response:
+            photo = photos[n % len(photos)]
+            return await http.post(
+                "/search", data={"csrf_token": csrf}, files={"images": ("coin.jpg", photo)}
+            )
+
+        results["visual_search"] = await load(1, args.search_requests, visual_search)
     return results
 
 
@@ -163,6 +205,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--requests", type=int, default=20, help="Queue requests per client.")
     parser.add_argument("--identify-requests", type=int, default=5, help="Per client.")
+    parser.add_argument("--search-requests", type=int, default=20, help="Visual searches.")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="coinlens-bench-") as folder:

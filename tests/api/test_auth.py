@@ -141,3 +141,16 @@ def test_user_and_token_commands(cli, home) -> None:
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
     listed = cli("user", "list", "--home", home)
     assert "kim\treviewer" in listed.stdout
+    # role and access change from the command line; a token is listed, then revoked
+    demoted = cli("user", "set", "kim", "--role", "viewer", "--disable", "--home", home)
+    assert demoted.exit_code == 0 and "viewer, disabled" in demoted.stdout
+    assert "kim\tviewer (disabled)" in cli("user", "list", "--home", home).stdout
+    nothing = cli("user", "set", "kim", "--home", home)
+    assert nothing.exit_code == 2 and "--role" in nothing.stderr
+    tokens = cli("token", "list", "--home", home).stdout.splitlines()
+    assert len(tokens) == 1 and tokens[0].split("\t")[1] == "kim"
+    assert token.stdout.strip() not in tokens[0]  # never the secret
+    token_id = tokens[0].split("\t")[0]
+    assert cli("token", "revoke", token_id, "--home", home).exit_code == 0
+    assert cli("token", "list", "--home", home).stdout.strip() == ""
+    assert cli("token", "revoke", token_id, "--home", home).exit_code == 2

@@ -171,6 +171,16 @@ def test_a_tray_coin_page_reads_at_any_width_and_steps_to_its_neighbours(
         assert page.evaluate("document.documentElement.scrollWidth") <= width, width
         page.goto(f"{url}/queue?batch={trays.name}")  # the wide table scrolls within itself
         assert page.evaluate("document.documentElement.scrollWidth") <= width, width
+    # on a phone the tray fills the width, and every coin's box takes a 44 px tap at least
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{url}/specimens/{coins[0]}")
+    assert page.locator(".photo-boxes").bounding_box()["width"] >= 390 - 2 * 12
+    taps = page.evaluate(
+        "[...document.querySelectorAll('.photo-boxes a.box')].map((box) => {"
+        " const after = getComputedStyle(box, '::after');"
+        " return Math.min(parseFloat(after.width), parseFloat(after.height)); })"
+    )
+    assert taps and min(taps) >= 44, taps
     page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(f"{url}/specimens/{coins[0]}")
     page.wait_for_function("document.querySelector('.photo-boxes img').naturalWidth > 0")

@@ -137,6 +137,61 @@ def user_list(home: HomeOption = None) -> None:
             print(f"{user['name']}\t{user['role']}{state}")
 
 
+@user_app.command("set")
+def user_set(
+    name: Annotated[str, typer.Argument(help="Sign-in name.")],
+    home: HomeOption = None,
+    role: Annotated[str | None, typer.Option(help="viewer, reviewer or admin.")] = None,
+    active: Annotated[
+        bool | None,
+        typer.Option("--enable/--disable", help="Let them sign in, or stop them at once."),
+    ] = None,
+) -> None:
+    """Change a user's role, or disable or enable them (the last admin stays one)."""
+    from coinlens.api.accounts import AccountError, change_user
+
+    if role is None and active is None:
+        fail("give --role, --enable or --disable", 2)
+    with open_home(home) as opened:
+        try:
+            user = change_user(opened.catalog, name, role=role, active=active)
+        except AccountError as exc:
+            fail(str(exc), 2)
+    state = "active" if user["active"] else "disabled"
+    out.print(f"{user['name']}: {user['role']}, {state}")
+
+
+@token_app.command("list")
+def token_list(home: HomeOption = None) -> None:
+    """List API tokens (never their secrets): id, user, label, last used, expiry."""
+    from coinlens.api.accounts import list_tokens
+
+    def day(moment) -> str:
+        return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+    with open_home(home) as opened:
+        for token in list_tokens(opened.catalog):
+            ends = day(token["expires_at"]) + (" (expired)" if token["expired"] else "")
+            label = token["label"] or "-"
+            print(f"{token['id']}\t{token['user']}\t{label}\t{day(token['last_used_at'])}\t{ends}")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's id (coinlens token list).")],
+    home: HomeOption = None,
+) -> None:
+    """Revoke an API token: calls with it are refused from now on."""
+    from coinlens.api.accounts import AccountError, revoke_token
+
+    with open_home(home) as opened:
+        try:
+            owner = revoke_token(opened.catalog, token_id)
+        except AccountError as exc:
+            fail(str(exc), 2)
+    out.print(f"revoked token {token_id} of {owner}")
+
+
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Argument(help="The user the token acts as.")],
