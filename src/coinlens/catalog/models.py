@@ -158,6 +158,8 @@ class Specimen(Base):
         Index("ix_specimen_queue_counts", "status", "batch", "decision"),
         Index("ix_specimen_status_accession", "status", "accession"),
         Index("ix_specimen_batch_accession", "batch", "accession"),
+        Index("ix_specimen_type_status", "type_id", "status"),
+        Index("ix_specimen_suggested_status", "suggested_type_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

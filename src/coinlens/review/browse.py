@@ -57,12 +57,14 @@ class TypeFilter:
             raise BrowseError(f"sort {self.sort!r}: use one of {', '.join(TYPE_SORTS)}")
 
 
-def _count_by(column: Any, *where: Any) -> Any:
+def _coins_of(column: Any, status: str) -> Any:
+    """How many coins of ``status`` name the type of the row in ``column``: one seek of the
+    (type, status) index per type, whatever the other coins."""
     return (
-        select(column.label("type_id"), func.count().label("n"))
-        .where(*where)
-        .group_by(column)
-        .subquery()
+        select(func.count())
+        .where(column == CoinType.id, Specimen.status == status)
+        .correlate(CoinType)
+        .scalar_subquery()
     )
 
 
@@ -70,22 +72,13 @@ def list_types(session: Session, filters: TypeFilter, page: int = 1) -> dict[str
     """One page of types under ``filters``, each with how many coins are catalogued as it, wait
     in the backlog with it as their top suggestion, and are flagged with it as top suggestion;
     with the total and the values each facet can take."""
-    catalogued = _count_by(Specimen.type_id, Specimen.status == "catalogued")
-    waiting = _count_by(Specimen.suggested_type_id, Specimen.status == "backlog")
-    flagged = _count_by(Specimen.suggested_type_id, Specimen.status == "in_review")
     counts = {
-        "catalogued": func.coalesce(catalogued.c.n, 0),
-        "waiting": func.coalesce(waiting.c.n, 0),
-        "flagged": func.coalesce(flagged.c.n, 0),
+        "catalogued": _coins_of(Specimen.type_id, "catalogued"),
+        "waiting": _coins_of(Specimen.suggested_type_id, "backlog"),
+        "flagged": _coins_of(Specimen.suggested_type_id, "in_review"),
     }
     where = _type_conditions(filters)
-    base: Select = (
-        select(CoinType, *(c.label(name) for name, c in counts.items()))
-        .outerjoin(catalogued, catalogued.c.type_id == CoinType.id)
-        .outerjoin(waiting, waiting.c.type_id == CoinType.id)
-        .outerjoin(flagged, flagged.c.type_id == CoinType.id)
-        .where(*where)
-    )
+    base: Select = select(CoinType, *(c.label(name) for name, c in counts.items())).where(*where)
     order = {
         "reference": [CoinType.reference],
         "date": [CoinType.date_from.is_(None), CoinType.date_from, CoinType.reference],
