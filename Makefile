@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ TEST_WORKERS ?= 2
 test: lint
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=15
 
+# The documentation site (site/): the CLI, settings and API reference pages are generated from
+# the code as it builds; --strict fails on a broken link or a page left out of the navigation.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/identify.py
@@ -36,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/train.py
 
 clean:
-	rm -rf $(VENV) demo-home .pytest_cache bench/results
+	rm -rf $(VENV) demo-home .pytest_cache bench/results site

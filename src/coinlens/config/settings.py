@@ -28,6 +28,39 @@ SHARD_BY = ("", "series", "authority", "mint", "denomination", "material")
 type reference without its number ("RRC 273/1" -> "RRC"); the others are type fields."""
 
 
+# What each setting means, for ``HOME/coinlens.toml`` and the generated settings reference
+# (``coinlens.cli.reference``); a test fails when a setting lacks its line.
+SETTING_HELP = {
+    "database_url": "SQLAlchemy URL of the catalogue; `postgresql+psycopg://...` for a team "
+    "(default: `sqlite:///HOME/coinlens.db`)",
+    "store_url": "the object store: `file:///path` or `s3://bucket/prefix` (default: "
+    "`file:///HOME/store`)",
+    "s3_endpoint_url": "S3 endpoint (MinIO, Ceph, ...); none: AWS",
+    "s3_region": "S3 region",
+    "s3_access_key_id": "S3 access key (the standard `AWS_*` variables and instance roles "
+    "work too)",
+    "s3_secret_access_key": "S3 secret key",
+    "max_image_pixels": "larger images are refused as decompression bombs",
+    "max_file_bytes": "larger files are refused",
+    "thumbnail_size": "long side of stored thumbnails, px",
+    "ingest_workers": "threads decoding and storing images during ingest",
+    "max_upload_bytes": "`coinlens serve`: largest upload accepted per image",
+    "max_upload_pixels": "`coinlens serve`: larger uploaded images are refused",
+    "session_hours": "how long a browser stays signed in",
+    "public_url": "the server's public address, for links in exports",
+    "index_exact_limit": "more references than this: approximate (HNSW) search",
+    "index_shard_by": "one index shard per collection: `series` (the type reference without its "
+    'number, "RRC 273/1" -> "RRC"), `authority`, `mint`, `denomination` or `material`',
+    "auto_accept_precision": "the share of auto-accepted suggestions that must be right; "
+    "`coinlens train` fits the threshold on held-out coins for it",
+    "new_type_share": "the share of backlog coins expected to be of types the catalogue lacks; "
+    "auto-accept keeps its precision with that many mixed in (0: none expected)",
+    "audit_tolerance": "a batch photographed unlike the calibration coins earns auto-accept by an "
+    "audit whose 95% lower bound on precision reaches `auto_accept_precision` minus this",
+    "audit_sample": "coins an audit draws at first (`coinlens audit`, the audit page)",
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, with the defaults of a laptop install.

@@ -274,7 +274,8 @@ class Augment(torch.nn.Module):
             padding_mode="border",
         )
         # the lightings of kornia's ColorJitter, every measured recipe's; a linear stand-in (one
-        # colour matrix per image, faster still) was not kept: docs/deploy.md, "Training time"
+        # colour matrix per image, faster still) was not kept: docs/experiments/training-log.md,
+        # "Training time"
         self.colour = ColourJitter(LIGHTING, p=0.9)
         self.blur = K.RandomGaussianBlur((5, 5), (0.1, 1.6), p=0.3)
 
