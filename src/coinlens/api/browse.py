@@ -488,22 +488,16 @@ def _admin_back(path: str, text: str, *, done: bool) -> Response:
     )
 
 
+def _users_page(request: Request, user: Any, **extra: Any) -> Response:
+    catalog = request.app.state.home.catalog
+    context = {"users": list_users(catalog), "tokens": list_tokens(catalog), "roles": ROLES}
+    return render(request, "admin_users.html", {"user": user, **context, **extra})
+
+
 @browse_pages.get("/admin/users", response_class=HTMLResponse)
 def users_page(request: Request, user: PageAdmin) -> Response:
-    catalog = request.app.state.home.catalog
     params = request.query_params
-    return render(
-        request,
-        "admin_users.html",
-        {
-            "user": user,
-            "users": list_users(catalog),
-            "tokens": list_tokens(catalog),
-            "roles": ROLES,
-            "notice": params.get("notice"),
-            "message": params.get("message"),
-        },
-    )
+    return _users_page(request, user, notice=params.get("notice"), message=params.get("message"))
 
 
 @browse_pages.post("/admin/users")
@@ -569,17 +563,7 @@ def create_token_form(
         )
     except AccountError as exc:
         return _admin_back("/admin/users", str(exc), done=False)
-    return render(
-        request,
-        "admin_users.html",
-        {
-            "user": user,
-            "users": list_users(catalog),
-            "tokens": list_tokens(catalog),
-            "roles": ROLES,
-            "new_token": {"user": name, "token": token},
-        },
-    )
+    return _users_page(request, user, new_token={"user": name, "token": token})
 
 
 @browse_pages.post("/admin/tokens/{token_id}/revoke")

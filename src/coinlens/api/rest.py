@@ -110,9 +110,10 @@ async def identify(
         raise HTTPException(403, f"{principal.name} is a {principal.role}; storing needs reviewer")
     uploads = await read_uploads(images, sides, _home(request).settings.max_upload_bytes)
     # Decoding, embedding and matching take a CPU for a while: off the event loop.
-    return await run_in_threadpool(
-        identify_uploads, request, uploads, store, top_k, batch, principal.name
+    result, _ = await run_in_threadpool(
+        identify_with_crops, request, uploads, store, top_k, batch, principal.name
     )
+    return result
 
 
 async def read_uploads(
@@ -144,19 +145,6 @@ class Upload:
     side: str
 
 
-def identify_uploads(
-    request: Request,
-    uploads: list[Upload],
-    store: bool,
-    top_k: int,
-    batch: str | None,
-    who: str,
-) -> dict[str, Any]:
-    """Suggestions for the coin the uploads show (nothing stored unless ``store``), as
-    ``POST /api/v1/identify`` answers; 415 for what is not a picture, 409 with no references."""
-    return identify_with_crops(request, uploads, store, top_k, batch, who)[0]
-
-
 def identify_with_crops(
     request: Request,
     uploads: list[Upload],
@@ -165,8 +153,9 @@ def identify_with_crops(
     batch: str | None,
     who: str,
 ) -> tuple[dict[str, Any], list[QueryCoin]]:
-    """``identify_uploads``'s answer and the coin sides it was made from (their crops, for the
-    visual search page)."""
+    """Suggestions for the coin the uploads show (nothing stored unless ``store``), as
+    ``POST /api/v1/identify`` answers, and the coin sides they were made from (their crops, for
+    the visual search page); 415 for what is not a picture, 409 with no references."""
     settings = _home(request).settings
     coins = []
     for upload in uploads:

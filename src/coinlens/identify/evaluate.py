@@ -1,18 +1,7 @@
 """``coinlens eval``: how far the home's current model can be trusted, in numbers and pictures.
 
-References and queries are folders labelled as for ingest; nothing is written to the catalogue.
-With ``--leave-one-out`` one folder is both: each image is matched against all the others, never
-against itself or an exact copy of itself (same sha256), so duplicated pictures cannot inflate
-the score. Coverage at a precision is the largest share of queries that can be accepted, most
-confident first, with the accepted ones at least that precise.
-
-A query whose own coin or die is among the references (a rescan, re-crop or copy of its photo,
-the coin photographed again, or a coin struck from the same die) is found by keypoints whatever
-the model has learnt of its type; one whose type is shown only by other coins is recognised by
-its type alone. ``by_evidence`` gives the numbers for each kind apart. Untrained backbone: cash
-coins leave-one-out 106 queries of the first kind (top-1 1.0) and 8 of the second (0.125);
-euro-kaa test against train 307 (0.987) and 1232 (0.618): the phone's tray photos show some coins
-in both splits (euro coins of one design but different specimens: 0 to 9 inliers).
+Nothing is written to the catalogue; a query never matches itself, its other side or an exact
+copy of its photo. What each figure means: docs/how-it-works/evaluation.md.
 """
 
 from __future__ import annotations

@@ -1,34 +1,9 @@
 """From neighbours to decisions: type scores, calibrated confidence, auto-accept and novelty.
 
-- A type's score for one image is the mean similarity of its few nearest references among the
-  neighbours, as many as fitted on held-out coins (types absent from the shortlist get the
-  shortlist's last similarity, a bound, not zero; a type with fewer references averages over
-  those it has).
-- The images of one specimen (both sides, when known) are combined by averaging type scores.
-- Physical cues (apparent size in a fixed frame, metal hue; ``coinlens.vision.cues``) adjust a
-  type's score by how far the coin's cues lie from those of the type's references, each cue group
-  with a weight fitted on held-out coins (zero when it does not help there).
-- Keypoint verification (``coinlens.identify.verify``) re-ranks uncertain shortlists where it
-  makes held-out coins' true types more probable; where the types share one design struck at
-  several sizes (the Finnish cents' lion) it matches the wrong denomination and is switched off.
-- Scores become probabilities by a softmax with a temperature fitted on held-out catalogued coins;
-  a suggestion's log-odds (log p / (1 - p), computed without rounding to p = 1, so that confident
-  coins still order among themselves) plus a fitted multiple of the top type's plain similarity
-  (its *certainty*: a coin unlike every reference, in odd light or blur, is less sure than its
-  softmax says) go through an isotonic map fitted on the same coins, which makes them
-  calibrated: of the suggestions given 0.98, 98% were right there (each step of the map shrunk
-  towards the held-out share right, so that a few coins never make a 0 or a 1, and flat beyond
-  the certainties seen). A runner-up's confidence is its share of what the top leaves
-  (``ranked_confidences``), so a coin's confidences sum to 1 at most.
-- The auto-accept threshold is the lowest confidence at which held-out precision still meets the
-  collection's target, and only a coin as close to its references as most known coins are is
-  auto-accepted; a specimen whose best similarity is below what nearly every known coin reaches
-  is flagged as a possible new type.
-- A coin of a type the catalogue lacks is often matched, confidently, to a lookalike (a 20 cent
-  to the 10 and 50 cent of the same design). Held-out coins matched as if their own type were
-  missing show which types draw such coins; those types get a higher similarity floor for
-  auto-accept, just enough that a backlog with the expected share of new-type coins
-  (``new_type_share``) still meets the target precision (``fit_type_floors``).
+Type scores from the nearest references, adjusted by physical cues and keypoint verification
+where calibration chose them, become a calibrated confidence (softmax, certainty, isotonic map)
+and a decision. Each step and why: docs/how-it-works/pipeline.md, "From neighbours to a
+decision".
 """
 
 from __future__ import annotations

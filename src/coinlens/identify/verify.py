@@ -1,24 +1,9 @@
-"""Re-ranking a shortlist by geometric verification (keypoints + RANSAC), where it is uncertain.
+"""Re-ranking an uncertain shortlist by geometric verification (keypoints + RANSAC).
 
-The global embedding's shortlist is re-scored: each candidate reference is lifted towards the
-best neighbour's similarity, and beyond it by up to ``VERIFY_WEIGHT``, with the number of
-keypoint matches that agree on one rotation, scale and shift (``lifted``). This is how instance
-retrieval reaches its best precision; it matters most for types with few references and for the
-same coin photographed twice. It costs a few milliseconds per candidate, so it runs only where
-the embedding alone is not confident.
-
-The embedding's shortlist can miss the very coin a query shows (before training, or for coins
-rescanned at another size or crop: the cash-coin catalogue's case). In a small collection
-(``VOTE_LIMIT`` references or fewer) the verifier also lets the query's descriptors vote over
-all references' descriptors (a faiss search) and verifies the most voted references too, as
-classic instance retrieval does. Above the limit that search would cost more than the embedding
-saves, and the shortlist alone is verified.
-
-A side cut from a photo of both sides (layout ``pair``) is also matched as that whole photo
-against the other pair photos (``CoinViews``), and the better count stands: rescans and thumbnails
-of one catalogue picture are split at slightly different places and a small side crop holds few
-keypoints, while the whole photo holds both sides' (cash coins: 21 inliers on the photos where
-the side crops had 3 to 8; leave-one-out top-1 0.904 -> 0.921).
+Candidates are lifted by how many keypoint matches agree on one rotation, scale and shift; in a
+small collection the query's descriptors also vote over every reference; a side cut from a photo
+of both sides is matched as that whole photo too. Why each: docs/how-it-works/pipeline.md,
+"Keypoint verification".
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageOps
 
-from coinlens.vision.keypoints import FEATURE_SIZE, _ratio_matches, keypoints
+from coinlens.vision.keypoints import FEATURE_SIZE, _ratio_matches, keypoints, similarity_transform
 from coinlens.vision.load import to_rgb8
 
 COMPARE_SIZE = 480  # px, the long side both crops are shown at
@@ -66,18 +66,11 @@ def compare_crops(query: bytes, reference: bytes) -> Comparison:
         if matched >= 4:
             source = r_points.points[r_rows] * to_display
             target = q_points.points[q_rows] * to_display
-            transform, mask = cv2.estimateAffinePartial2D(
-                source,
-                target,
-                method=cv2.RANSAC,
-                ransacReprojThreshold=COMPARE_SIZE * 0.02,
-                maxIters=2000,
-                confidence=0.99,
+            transform, kept = similarity_transform(
+                source, target, COMPARE_SIZE * 0.02, iterations=2000, confidence=0.99
             )
-            if mask is not None:
-                kept = mask.ravel().astype(bool)
-                inliers = int(kept.sum())
-                pairs = list(zip(target[kept], source[kept], strict=True))
+            inliers = int(kept.sum())
+            pairs = list(zip(target[kept], source[kept], strict=True))
     aligned = rotation = scale = None
     if transform is not None and inliers >= MIN_ALIGNED:
         height, width = q_image.shape[:2]

@@ -1,28 +1,7 @@
 """Physical cues a curator reads at a glance: the coin's apparent size, its metal's colour and
-whether it is struck in two metals.
-
-Embeddings see the design; two types can share a design and differ only in module and metal
-(the Finnish euro cents all carry the same lion; 1, 2 and 5 cents are copper, 10, 20 and 50 cents
-Nordic gold, and each is a different diameter). These cues, measured on a stored crop, let the
-scorer tell such types apart:
-
-- ``diameter``: the coin's diameter as a share of the crop side. Only meaningful for crops cut as
-  a fixed window around the coin (layout ``crop``: a phone or copy-stand crop, where the frame is
-  a scale); crops cut to the coin's own edge (single, pair, tray coins) have no size cue (NaN).
-- ``L``, ``a``, ``b``: the median CIELAB colour (OpenCV's 8-bit scale) of the coin's inner disc,
-  where the metal shows rather than the rim's shadow or the background.
-- ``two_tone``: the chroma of the ring near the rim minus that of the core (OpenCV's 8-bit
-  CIELAB), in the same frame. A bimetallic coin shows it at once: a 1 euro's gold ring about a
-  silver core is positive, a 2 euro's silver ring about a gold core negative, a coin of one metal
-  near zero (euro-kaa test crops, 10-90% range: 1 euro 3 to 12, 2 euro -16 to -7, the six
-  single-metal denominations -3.4 to 2.5). The embedding confuses 2 euro with 1 euro and 10 cent
-  with 1 euro on photos where the numeral is hard to read; the metals are not.
-
-Scoring compares coins by ``cue_features``: the diameter share, the metal's hue angle in the
-a*b* plane and the two-tone gap. The hue, not a* and b* themselves, because a photo's saturation
-and exposure move a* and b* together along a ray (a vivid phone photo of a copper cent has the
-chroma of gold) while the angle between copper (about 57 degrees) and Nordic gold (about 85)
-stays.
+whether it is struck in two metals, measured on a stored crop, so that types sharing a design
+(the Finnish euro cents' lion) are told apart by module and metal. What each measures, and why
+the hue angle: docs/how-it-works/pipeline.md, "Physical cues".
 """
 
 from __future__ import annotations

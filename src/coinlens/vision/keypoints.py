@@ -92,19 +92,34 @@ def _ratio_matches(
     return [(np.flatnonzero(good[:, j]), best[good[:, j], j]) for j in range(len(references))]
 
 
-def _consistent(source: np.ndarray, target: np.ndarray) -> int:
-    """How many point pairs one similarity transform (RANSAC) explains."""
+def similarity_transform(
+    source: np.ndarray,
+    target: np.ndarray,
+    tolerance: float,
+    *,
+    iterations: int = 500,
+    confidence: float = 0.98,
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """The rotation, scale and shift taking ``source`` points onto ``target`` (RANSAC, points
+    within ``tolerance`` px agree), and which pairs agree (a boolean mask)."""
     if len(source) < 4:
-        return 0
-    _, mask = cv2.estimateAffinePartial2D(
+        return None, np.zeros(len(source), bool)
+    transform, mask = cv2.estimateAffinePartial2D(
         source,
         target,
         method=cv2.RANSAC,
-        ransacReprojThreshold=FEATURE_SIZE * 0.02,
-        maxIters=500,
-        confidence=0.98,
+        ransacReprojThreshold=tolerance,
+        maxIters=iterations,
+        confidence=confidence,
     )
-    return int(mask.sum()) if mask is not None else 0
+    if mask is None:
+        return None, np.zeros(len(source), bool)
+    return transform, mask.ravel().astype(bool)
+
+
+def _consistent(source: np.ndarray, target: np.ndarray) -> int:
+    """How many point pairs one similarity transform (RANSAC) explains."""
+    return int(similarity_transform(source, target, FEATURE_SIZE * 0.02)[1].sum())
 
 
 def inliers_many(query: Keypoints, references: list[Keypoints], ratio: float = 0.8) -> list[int]:
