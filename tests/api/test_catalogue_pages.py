@@ -445,10 +445,14 @@ def test_the_compare_view_aligns_a_reference_by_its_keypoints(site) -> None:
     # a photo against itself: aligned, every match agreeing
     with site.home.catalog.reader() as session:
         image = session.scalar(select(Image).where(Image.specimen_id == coin["id"]))
-        own = image.id
+        own, crop_key = image.id, (image.crop or {}).get("key") or image.key
     itself = site.client.get(f"/specimens/{coin['id']}/compare", params={"reference": own}).text
     assert 'id="aligned"' in itself and "Aligned:" in itself and 'id="matches"' in itself
     assert (
         site.client.get(f"/specimens/{coin['id']}/compare", params={"reference": 10**9}).status_code
         == 404
     )
+    # a stored crop that no longer decodes: a message, not a crash
+    (site.home.settings.home / "store" / crop_key).write_bytes(b"not a jpeg any more")
+    broken = site.client.get(f"/specimens/{coin['id']}/compare", params={"reference": own})
+    assert broken.status_code == 422 and "a stored crop cannot be read" in broken.text

@@ -23,7 +23,6 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -53,6 +52,7 @@ from coinlens.review.browse import (
     reviews_per_day,
 )
 from coinlens.review.details import reference_coins
+from coinlens.review.queue import batches
 from coinlens.storage import KeyNotFound
 from coinlens.vision.compare import compare_crops
 
@@ -60,6 +60,7 @@ browse_pages = APIRouter(include_in_schema=False)
 SPECIMEN_PAGE = 50
 HELD_UPLOADS = 16  # visual searches kept a while, so that a reviewer can store the coin
 HELD_SECONDS = 1800
+HELD_BYTES = 200 * 1024 * 1024  # and no more photo bytes than this, whatever their number
 REPORT_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
@@ -237,14 +238,7 @@ def specimens_page(
         raise HTTPException(400, str(exc)) from None
     with request.app.state.home.catalog.reader() as session:
         listing = list_specimens(session, filters, after=after, limit=SPECIMEN_PAGE)
-        batch_names = list(
-            session.scalars(
-                select(Specimen.batch)
-                .where(Specimen.batch.is_not(None))
-                .distinct()
-                .order_by(Specimen.batch)
-            )
-        )
+        batch_names = batches(session, None)
     params = {k: v for k, v in {"q": q, "status": status, "batch": batch}.items() if v}
     next_url = (
         f"/specimens?{urlencode({**params, 'after': listing['next']})}" if listing["next"] else None
@@ -320,7 +314,12 @@ def compare_page(
         query_bytes, reference_bytes = home.store.get(keys[0]), home.store.get(keys[1])
     except KeyNotFound as exc:
         raise HTTPException(404, f"image missing from the store: {exc}") from None
-    result = compare_crops(query_bytes, reference_bytes)
+    try:
+        result = compare_crops(query_bytes, reference_bytes)
+    except (OSError, ValueError) as exc:  # a stored crop that no longer decodes
+        raise HTTPException(
+            422, f"a stored crop cannot be read ({exc}); run ingest again"
+        ) from None
     return render(
         request,
         "compare.html",
@@ -361,7 +360,11 @@ def hold_uploads(request: Request, who: str, uploads: list[Upload]) -> str:
         del held[token]
     token = secrets.token_urlsafe(16)
     held[token] = (who, now, uploads)
-    while len(held) > HELD_UPLOADS:
+
+    def held_bytes() -> int:
+        return sum(len(u.data) for _, _, kept in held.values() for u in kept)
+
+    while len(held) > HELD_UPLOADS or (len(held) > 1 and held_bytes() > HELD_BYTES):
         held.popitem(last=False)
     return token
 

@@ -188,13 +188,12 @@ def queue_counts(session: Session, filters: QueueFilter) -> dict[str, int]:
     return counts
 
 
-def batches(session: Session, status: str = "backlog") -> list[str]:
-    """The batch names of specimens waiting in the queue."""
+def batches(session: Session, status: str | None = "backlog") -> list[str]:
+    """The batch names of specimens of ``status`` (waiting in the queue by default; None: of
+    every specimen)."""
+    where = [Specimen.batch.is_not(None)]
+    if status is not None:
+        where.append(Specimen.status == status)
     return list(
-        session.scalars(
-            select(Specimen.batch)
-            .where(Specimen.status == status, Specimen.batch.is_not(None))
-            .distinct()
-            .order_by(Specimen.batch)
-        )
+        session.scalars(select(Specimen.batch).where(*where).distinct().order_by(Specimen.batch))
     )
